@@ -1,0 +1,151 @@
+"""Records handed between pipeline stages: a packet's addressing and what the decoders found in it.
+
+Every record is a frozen, slotted dataclass: cheap to build on the hot path, safe to share
+between threads, and easy to compare in tests.
+"""
+
+from dataclasses import dataclass
+from typing import Literal
+
+Transport = Literal["udp", "tcp"]
+ObservationKind = Literal["dns", "tls", "quic", "flow"]
+DnsProto = Literal["dns", "mdns", "llmnr"]
+
+
+@dataclass(frozen=True, slots=True)
+class FlowKey:
+    """The directional 5-tuple of one packet, as it was sent: src:sport -> dst:dport."""
+
+    transport: Transport
+    src: str
+    sport: int
+    dst: str
+    dport: int
+
+    def reversed(self) -> "FlowKey":
+        return FlowKey(self.transport, self.dst, self.dport, self.src, self.sport)
+
+
+@dataclass(frozen=True, slots=True)
+class DnsAnswer:
+    """One resource record of a DNS answer section.
+
+    `name` is in presentation form without the trailing dot and lower-cased (ASCII only);
+    `type` is the mnemonic ("A", "HTTPS", "TYPE65280"); `data` is the record's text form
+    (see docs/replay-jsonl.md), or None where it has no useful text form.
+    """
+
+    name: str
+    type: str
+    data: str | None
+    ttl: int
+
+
+@dataclass(frozen=True, slots=True)
+class DnsMessage:
+    """The parts of a DNS/mDNS/LLMNR message egresswatch keeps (never the payload itself)."""
+
+    id: int
+    is_response: bool
+    opcode: int
+    qname: str | None
+    qtype: str | None
+    rcode: str | None
+    truncated: bool
+    answers: tuple[DnsAnswer, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientHello:
+    """What a TLS ClientHello says about where it is going.
+
+    `sni` is the server_name host name (None when absent). When `ech` is True the hello
+    carries an encrypted_client_hello extension and `sni` is only the ECH public name.
+    """
+
+    sni: str | None
+    alpn: tuple[str, ...]
+    legacy_version: int
+    supported_versions: tuple[int, ...]
+    ech: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One metadata observation from the wire, in capture order.
+
+    Exactly one of `dns` (kind "dns") or `hello` (kinds "tls" and "quic") is set; kind "flow"
+    (a new outbound connection, issue #3) carries neither.
+    """
+
+    ts: float
+    kind: ObservationKind
+    flow: FlowKey
+    dns: DnsMessage | None = None
+    dns_proto: DnsProto | None = None
+    hello: ClientHello | None = None
+    quic_version: int | None = None
+    tunneled: bool = False
+
+
+NameSource = Literal["sni", "quic-sni", "dns-same-pid", "dns-any"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRef:
+    """A link in a process's parent chain."""
+
+    pid: int
+    name: str
+    exe: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessInfo:
+    """Facts about the local process that owned a socket, taken when the packet was seen.
+
+    `start_time` (epoch seconds) with `pid` identifies the process across pid reuse;
+    `netns` is the network-namespace inode; `container` the container id or cgroup path
+    when the process is not in the host's root cgroup; `tool` the recognised LLM tool.
+    """
+
+    pid: int
+    name: str
+    exe: str | None
+    exe_sha256: str | None
+    cmdline: tuple[str, ...]
+    user: str | None
+    ppid: int | None
+    start_time: float | None
+    ancestry: tuple[ProcessRef, ...]
+    netns: int | None
+    container: str | None
+    tool: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """Who sent a packet: `status` is "exact" with `process` set, or "unknown:<reason>"."""
+
+    status: str
+    process: ProcessInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An observation with everything the later stages learned about it; what the store keeps.
+
+    `host` is the best name for the destination and `name_source` where it came from;
+    `name_conflict` is True when a DNS name and the SNI of the same flow disagree.
+    `category` comes from the destination catalog ("unknown" when nothing matched) and
+    `catalog_entry` names the pattern that matched.
+    """
+
+    observation: Observation
+    attribution: Attribution
+    host: str | None = None
+    name_source: NameSource | None = None
+    name_conflict: bool = False
+    category: str | None = None
+    catalog_entry: str | None = None
+    tool: str | None = None
