@@ -1,11 +1,11 @@
 """The exception tree of egresswatch.
 
-    EgressWatchError
-    ├── ConfigError      bad or missing configuration; stops start-up with one clear line
-    ├── CaptureError     a capture source could not be opened or read
-    ├── DecodeError      untrusted bytes that are not what they claim; `reason` is a counter key
-    ├── AttributionError a flow could not be tied to a process; `reason` is recorded
-    └── StoreError       the event store cannot be read or written
+EgressWatchError
+├── ConfigError      bad or missing configuration; stops start-up with one clear line
+├── CaptureError     a capture source could not be opened or read
+├── DecodeError      untrusted bytes that are not what they claim; `reason` is a counter key
+├── AttributionError a flow could not be tied to a process; `reason` is recorded
+└── StoreError       the event store cannot be read or written
 """
 
 

@@ -1,0 +1,102 @@
+"""Builds large synthetic captures for the benchmarks: bulk TCP download plus real handshakes.
+
+The handshakes are made by real client code run in memory (no network): DNS messages by dnspython,
+TLS ClientHellos by Python's ssl module, QUIC Initials by aioquic.
+"""
+
+import contextlib
+import random
+import ssl
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import dns.message
+import dns.rrset
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+
+from egresswatch.capture.pcapwrite import PcapWriter
+
+_ETH_IPV4 = b"\x02\x00\x00\x00\x00\x01\x02\x00\x00\x00\x00\x02\x08\x00"
+
+
+def _checksum_free_ipv4(src: bytes, dst: bytes, proto: int, l4: bytes) -> bytes:
+    total = 20 + len(l4)
+    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 0, 0x4000, 64, proto, 0, src, dst) + l4
+
+
+def tcp_frame(
+    src: bytes, dst: bytes, sport: int, dport: int, seq: int, flags: int, payload: bytes
+) -> bytes:
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, 1, 5 << 4, flags, 65535, 0, 0)
+    return _ETH_IPV4 + _checksum_free_ipv4(src, dst, 6, tcp + payload)
+
+
+def udp_frame(src: bytes, dst: bytes, sport: int, dport: int, payload: bytes) -> bytes:
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0)
+    return _ETH_IPV4 + _checksum_free_ipv4(src, dst, 17, udp + payload)
+
+
+def client_hello(server_name: str) -> bytes:
+    """The bytes Python's TLS client sends first (a real ClientHello)."""
+    ctx = ssl.create_default_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    conn = ctx.wrap_bio(incoming, outgoing, server_hostname=server_name)
+    with contextlib.suppress(ssl.SSLWantReadError):
+        conn.do_handshake()
+    return outgoing.read()
+
+
+def quic_initials(server_name: str) -> list[bytes]:
+    """The first datagrams of a real QUIC client (aioquic), padded Initials."""
+    config = QuicConfiguration(is_client=True, alpn_protocols=["h3"], server_name=server_name)
+    conn = QuicConnection(configuration=config)
+    conn.connect(("10.199.0.2", 443), now=0.0)
+    return [data for data, _addr in conn.datagrams_to_send(now=0.0)]
+
+
+def dns_pair(name: str, qid: int) -> tuple[bytes, bytes]:
+    query = dns.message.make_query(name, "A", id=qid)
+    response = dns.message.make_response(query)
+    response.answer.append(dns.rrset.from_text(name, 300, "IN", "A", "10.199.0.2"))
+    return query.to_wire(), response.to_wire()
+
+
+def _handshake_frames(i: int, rng: random.Random) -> Iterator[bytes]:
+    client, server, resolver = b"\x0a\xc7\x00\x01", b"\x0a\xc7\x00\x02", b"\x0a\xc7\x00\x35"
+    name = f"host{i}.example.test"
+    sport = 20000 + i % 40000
+    query, response = dns_pair(name, i & 0xFFFF)
+    yield udp_frame(client, resolver, sport, 53, query)
+    yield udp_frame(resolver, client, 53, sport, response)
+    isn = rng.getrandbits(32)
+    yield tcp_frame(client, server, sport, 443, isn, 0x02, b"")
+    yield tcp_frame(client, server, sport, 443, isn + 1, 0x18, client_hello(name))
+    for datagram in quic_initials(name):
+        yield udp_frame(client, server, sport + 1, 443, datagram)
+
+
+def build_capture(path: Path, total_bytes: int, bulk_share: float = 0.98, seed: int = 7) -> int:
+    """Writes a pcap of about `total_bytes`; returns the number of frames."""
+    rng = random.Random(seed)
+    payload = rng.randbytes(1448)
+    src, dst = b"\x0a\xc7\x00\x02", b"\x0a\xc7\x00\x01"
+    frames, handshake_bytes, seq, i = 0, 0, 1, 0
+    ts = 1_700_000_000.0
+    with PcapWriter(path) as out:
+        while out.bytes_written < total_bytes:
+            if handshake_bytes < (1 - bulk_share) * out.bytes_written:
+                before = out.bytes_written
+                for frame in _handshake_frames(i, rng):
+                    ts += 0.00001
+                    out.write(ts, frame)
+                    frames += 1
+                handshake_bytes += out.bytes_written - before
+                i += 1
+            else:
+                ts += 0.00001
+                out.write(ts, tcp_frame(src, dst, 443, 50000, seq, 0x10, payload))
+                seq = (seq + len(payload)) & 0xFFFFFFFF
+                frames += 1
+    return frames

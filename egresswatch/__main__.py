@@ -1,0 +1,5 @@
+"""`python -m egresswatch`."""
+
+from egresswatch.cli.main import main
+
+main()

@@ -1,0 +1,139 @@
+"""`egresswatch replay`: decode capture files and print their observations."""
+
+import sys
+from collections.abc import Iterator, Sequence
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TransferSpeedColumn
+from rich.table import Table
+
+from egresswatch.capture.pcapfile import read_frames
+from egresswatch.counters import Counters
+from egresswatch.errors import CaptureError
+from egresswatch.model import Observation
+from egresswatch.output import for_rich, observation_to_dict, summary_host, write_jsonl
+from egresswatch.pipeline import ObservationDecoder
+
+_PROGRESS_MIN_BYTES = 64 * 1024 * 1024
+_EXPIRE_EVERY = 4096
+
+
+class OutputFormat(StrEnum):
+    jsonl = "jsonl"
+    table = "table"
+
+
+def replay_file(
+    path: Path, decoder: ObservationDecoder, counters: Counters
+) -> Iterator[Observation]:
+    """Observations of one capture file, in capture order."""
+    for frames, frame in enumerate(read_frames(path, counters), start=1):
+        yield from decoder.decode_frame(frame.ts, frame.linktype, frame.data)
+        if frames % _EXPIRE_EVERY == 0:
+            decoder.expire(frame.ts)
+
+
+def _observations(files: Sequence[Path], counters: Counters) -> Iterator[Observation]:
+    for path in files:
+        decoder = ObservationDecoder()
+        try:
+            yield from replay_file(path, decoder, counters)
+        finally:
+            counters.merge(decoder.all_counters())
+
+
+def _with_progress(
+    files: Sequence[Path], counters: Counters, stderr: Console
+) -> Iterator[Observation]:
+    total = sum(p.stat().st_size for p in files)
+    if not stderr.is_terminal or total < _PROGRESS_MIN_BYTES:
+        yield from _observations(files, counters)
+        return
+    with Progress(
+        *Progress.get_default_columns()[:-1],
+        BarColumn(),
+        TransferSpeedColumn(),
+        console=stderr,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("replay", total=total)
+        done = 0
+        for path in files:
+            yield from _observations([path], counters)
+            done += path.stat().st_size
+            progress.update(task, completed=done)
+
+
+def _print_table(observations: Iterator[Observation], console: Console) -> int:
+    table = Table("time", "kind", "source", "destination", "name", "detail", box=None)
+    count = 0
+    for obs in observations:
+        record = observation_to_dict(obs)
+        detail = _detail(record)
+        table.add_row(
+            f"{obs.ts:.6f}",
+            obs.kind,
+            f"{obs.flow.src}:{obs.flow.sport}",
+            f"{obs.flow.dst}:{obs.flow.dport}",
+            for_rich(summary_host(obs)),
+            for_rich(detail),
+        )
+        count += 1
+    console.print(table)
+    return count
+
+
+def _detail(record: dict[str, object]) -> str:
+    if record["kind"] == "dns":
+        answers = record.get("answers") or []
+        rcode = record.get("rcode") or "query"
+        return f"{record.get('qtype')} {rcode} {len(answers)} answers"  # type: ignore[arg-type]
+    alpn = ",".join(record.get("alpn") or [])  # type: ignore[call-overload]
+    ech = " ECH" if record.get("ech") else ""
+    version = f" {record['quic_version']}" if record["kind"] == "quic" else ""
+    return f"alpn={alpn}{ech}{version}"
+
+
+def _print_summary(counters: Counters, emitted: int, stderr: Console) -> None:
+    stderr.print(f"[bold]{emitted}[/] observations")
+    for name, value in counters.snapshot().items():
+        stderr.print(f"  {for_rich(name)}: {value}")
+
+
+def replay(
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="pcap or pcapng files (gzip-compressed works too).",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ],
+    fmt: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="table for people, jsonl for programs.")
+    ] = OutputFormat.table,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on stderr.")] = False,
+) -> None:
+    """Decode captures and print the DNS, TLS and QUIC metadata they hold (never payloads)."""
+    stderr = Console(stderr=True)
+    counters = Counters()
+    observations = _with_progress(files, counters, stderr)
+    try:
+        if fmt is OutputFormat.jsonl:
+            emitted = write_jsonl(observations, sys.stdout)
+        else:
+            emitted = _print_table(observations, Console())
+    except CaptureError as err:
+        stderr.print(f"[red]error:[/] {for_rich(str(err))}")
+        raise typer.Exit(2) from err
+    if not quiet:
+        _print_summary(counters, emitted, stderr)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(replay)

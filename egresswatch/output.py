@@ -1,0 +1,97 @@
+"""Observations as the replay JSONL contract (docs/replay-jsonl.md) and as safe text for people."""
+
+import json
+import re
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+from rich.markup import escape as rich_escape
+
+from egresswatch.model import ClientHello, DnsMessage, Observation
+
+_UNPRINTABLE = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def observation_to_dict(obs: Observation) -> dict[str, Any]:
+    """The stable JSON object for one observation (see docs/replay-jsonl.md)."""
+    flow = obs.flow
+    record: dict[str, Any] = {
+        "ts": obs.ts,
+        "kind": obs.kind,
+        "src": flow.src,
+        "dst": flow.dst,
+        "sport": flow.sport,
+        "dport": flow.dport,
+        "transport": flow.transport,
+    }
+    if obs.dns is not None:
+        record.update(_dns_fields(obs.dns))
+        record["proto"] = obs.dns_proto
+    if obs.hello is not None:
+        record.update(_hello_fields(obs.hello))
+    if obs.kind == "quic":
+        record["quic_version"] = f"0x{(obs.quic_version or 0):08x}"
+    if obs.tunneled:
+        record["tunneled"] = True
+    return record
+
+
+def _dns_fields(msg: DnsMessage) -> dict[str, Any]:
+    return {
+        "id": msg.id,
+        "is_response": msg.is_response,
+        "qname": msg.qname,
+        "qtype": msg.qtype,
+        "rcode": msg.rcode,
+        "truncated": msg.truncated,
+        "answers": [
+            {"name": a.name, "type": a.type, "data": a.data, "ttl": a.ttl} for a in msg.answers
+        ],
+    }
+
+
+def _hello_fields(hello: ClientHello) -> dict[str, Any]:
+    return {
+        "sni": hello.sni,
+        "alpn": list(hello.alpn),
+        "ech": hello.ech,
+        "tls_versions": [f"0x{v:04x}" for v in hello.supported_versions],
+    }
+
+
+def to_json_line(record: dict[str, Any]) -> str:
+    """One JSON line with every non-ASCII and control character escaped (safe on any terminal)."""
+    return json.dumps(record, ensure_ascii=True, separators=(",", ":")).replace("\x7f", "\\u007f")
+
+
+def write_jsonl(observations: Iterable[Observation], out: TextIO) -> int:
+    """Writes observations as JSON lines; returns how many."""
+    count = 0
+    for obs in observations:
+        out.write(to_json_line(observation_to_dict(obs)))
+        out.write("\n")
+        count += 1
+    return count
+
+
+def printable(text: str | None) -> str:
+    """Attacker-controlled text made safe for a terminal: control and bidi characters as \\xHH."""
+    if text is None:
+        return ""
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def for_rich(text: str | None) -> str:
+    """`printable` text with rich markup neutralised, for rich tables."""
+    return rich_escape(printable(text))
+
+
+def summary_host(obs: Observation) -> str:
+    """The name an observation is about: the SNI, or the DNS question."""
+    if obs.hello is not None:
+        return obs.hello.sni or ""
+    if obs.dns is not None:
+        return obs.dns.qname or ""
+    return ""

@@ -1,0 +1,194 @@
+"""The decode stage: raw frames in, metadata observations out (DNS, TLS/QUIC hellos, flow starts).
+
+Most packets cannot matter (bulk payload of established connections), so every frame is first
+judged from a few header bytes and dropped early; only candidates reach the protocol decoders.
+"""
+
+from collections import OrderedDict
+
+from egresswatch.counters import Counters
+from egresswatch.decode.dns import dns_proto_for_ports, parse_dns, split_tcp_dns
+from egresswatch.decode.packet import PacketDecoder, Segment
+from egresswatch.decode.quic import QuicInitialTracker, looks_like_quic_initial
+from egresswatch.decode.tcp_stream import TcpReassembler
+from egresswatch.decode.tls import client_hello_from_stream, looks_like_tls_client_hello
+from egresswatch.errors import DecodeError
+from egresswatch.model import FlowKey, Observation
+
+_SYN = 0x02
+_ACK = 0x10
+_FIN_RST = 0x05
+_DNS_TCP_BUFFER = 65535 + 2
+
+
+class _BoundedSet:
+    """Remembers the most recent `limit` keys (LRU); used for flows already decided."""
+
+    __slots__ = ("_items", "_limit")
+
+    def __init__(self, limit: int) -> None:
+        self._items: OrderedDict[object, None] = OrderedDict()
+        self._limit = limit
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def add(self, key: object) -> bool:
+        """Adds `key`; returns False when it was already there."""
+        if key in self._items:
+            self._items.move_to_end(key)
+            return False
+        self._items[key] = None
+        if len(self._items) > self._limit:
+            self._items.popitem(last=False)
+        return True
+
+    def discard(self, key: object) -> None:
+        self._items.pop(key, None)
+
+
+class ObservationDecoder:
+    """Turns frames into observations; keeps the bounded per-flow state that needs.
+
+    With `emit_flows`, also reports each new TCP connection (SYN without ACK) and each new UDP
+    5-tuple as a kind "flow" observation (the live agent's flow starts).
+    """
+
+    def __init__(self, *, emit_flows: bool = False, max_flows: int = 65536) -> None:
+        self.counters = Counters()
+        self.packets = PacketDecoder()
+        self.streams = TcpReassembler()
+        self.quic = QuicInitialTracker()
+        self._emit_flows = emit_flows
+        self._tls_decided = _BoundedSet(max_flows)
+        self._udp_seen = _BoundedSet(max_flows)
+
+    def decode_frame(self, ts: float, linktype: int, data: bytes) -> list[Observation]:
+        self.counters.add("frames")
+        seg = self.packets.decode(linktype, data, ts)
+        if seg is None:
+            return []
+        if seg.transport == "udp":
+            return self._udp(seg, ts)
+        return self._tcp(seg, ts)
+
+    def expire(self, now: float) -> None:
+        """Drops per-flow state idle for longer than the components' timeouts."""
+        self.streams.expire(now)
+        self.quic.expire(now)
+
+    def all_counters(self) -> Counters:
+        """This stage's counters merged with those of the components it drives."""
+        merged = Counters()
+        for part in (
+            self.counters,
+            self.packets.counters,
+            self.streams.counters,
+            self.quic.counters,
+        ):
+            merged.merge(part)
+        return merged
+
+    def _key(self, seg: Segment) -> FlowKey:
+        return FlowKey(seg.transport, seg.src, seg.sport, seg.dst, seg.dport)
+
+    def _udp(self, seg: Segment, ts: float) -> list[Observation]:
+        out: list[Observation] = []
+        if self._emit_flows:
+            self._flow_start_udp(seg, ts, out)
+        payload = seg.payload
+        proto = dns_proto_for_ports(seg.sport, seg.dport)
+        if proto is not None:
+            self._dns(seg, payload, proto, ts, out)
+        elif payload and looks_like_quic_initial(payload):
+            key = self._key(seg)
+            for hello, version in self.quic.feed(key, payload, ts):
+                self.counters.add("decoded.quic")
+                out.append(
+                    Observation(
+                        ts, "quic", key, hello=hello, quic_version=version, tunneled=seg.tunneled
+                    )
+                )
+        return out
+
+    def _flow_start_udp(self, seg: Segment, ts: float, out: list[Observation]) -> None:
+        key = self._key(seg)
+        if key.reversed() in self._udp_seen:
+            self._udp_seen.add(key.reversed())
+            return
+        if self._udp_seen.add(key):
+            out.append(Observation(ts, "flow", key, tunneled=seg.tunneled))
+
+    def _dns(
+        self, seg: Segment, payload: bytes, proto: str, ts: float, out: list[Observation]
+    ) -> None:
+        try:
+            msg = parse_dns(payload)
+        except DecodeError as err:
+            self.counters.add(f"skipped.{err.reason}")
+            return
+        self.counters.add(f"decoded.{proto}")
+        out.append(
+            Observation(
+                ts,
+                "dns",
+                self._key(seg),
+                dns=msg,
+                dns_proto=proto,  # type: ignore[arg-type]
+                tunneled=seg.tunneled,
+            )
+        )
+
+    def _tcp(self, seg: Segment, ts: float) -> list[Observation]:
+        flags = seg.flags
+        key = self._key(seg)
+        out: list[Observation] = []
+        if flags & _SYN:
+            if not flags & _ACK:
+                self.streams.open(key, seg.seq, ts)
+                self._tls_decided.discard(key)
+                if self._emit_flows:
+                    out.append(Observation(ts, "flow", key, tunneled=seg.tunneled))
+            return out
+        if not seg.payload:
+            return out
+        proto = dns_proto_for_ports(seg.sport, seg.dport)
+        if proto is not None:
+            self._dns_tcp(seg, key, proto, ts, out)
+        elif key not in self._tls_decided:
+            self._tls(seg, key, ts, out)
+        return out
+
+    def _dns_tcp(
+        self, seg: Segment, key: FlowKey, proto: str, ts: float, out: list[Observation]
+    ) -> None:
+        buffered = self.streams.feed(key, seg.seq, seg.payload, ts)
+        if buffered is None:
+            return
+        messages, used = split_tcp_dns(buffered)
+        if used:
+            self.streams.consume(key, used)
+        for message in messages:
+            self._dns(seg, message, proto, ts, out)
+
+    def _tls(self, seg: Segment, key: FlowKey, ts: float, out: list[Observation]) -> None:
+        if key not in self.streams and not looks_like_tls_client_hello(seg.payload):
+            self._tls_decided.add(key)
+            return
+        buffered = self.streams.feed(key, seg.seq, seg.payload, ts)
+        if buffered is None:
+            return
+        try:
+            hello = client_hello_from_stream(buffered)
+        except DecodeError as err:
+            self.counters.add(f"skipped.{err.reason}")
+            self._finish_tls(key)
+            return
+        if hello is not None:
+            self.counters.add("decoded.tls")
+            out.append(Observation(ts, "tls", key, hello=hello, tunneled=seg.tunneled))
+            self._finish_tls(key)
+
+    def _finish_tls(self, key: FlowKey) -> None:
+        self.streams.close(key)
+        self._tls_decided.add(key)

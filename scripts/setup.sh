@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Sets up egresswatch on a Debian/Ubuntu machine (as root) and runs it.
+#   bash scripts/setup.sh run  [agent args...]   install, then run the agent (`egresswatch run` once the store lands)
+#   bash scripts/setup.sh test [pytest args...]  install with test dependencies, start PostgreSQL, run the suite
+# Idempotent: a second call only checks what is there.
+set -euo pipefail
+mode=${1:-}; shift || true
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv=${EGRESSWATCH_VENV:-$root/.venv}
+export DEBIAN_FRONTEND=noninteractive
+
+need_root() {
+  if [ "$(id -u)" -ne 0 ]; then echo "setup.sh: run as root (sudo bash scripts/setup.sh $mode)" >&2; exit 2; fi
+}
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+python_env() {
+  local py; py=$(command -v python3)
+  "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "setup.sh: Python >= 3.11 needed" >&2; exit 2; }
+  if [ ! -x "$venv/bin/python" ]; then
+    "$py" -m venv "$venv" 2>/dev/null || { apt_install python3-venv; "$py" -m venv "$venv"; }
+  fi
+  "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
+  "$venv/bin/python" -m pip install -q -e "$root$1"
+}
+
+start_postgres() {
+  apt_install postgresql
+  local ver; ver=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+  pg_lsclusters -h | grep -q "^$ver main" || pg_createcluster "$ver" main >/dev/null
+  pg_ctlcluster "$ver" main start 2>/dev/null || true
+  for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 && break; sleep 1; done
+  su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname='egresswatch'\"" | grep -q 1 \
+    || su postgres -c "psql -qc \"CREATE ROLE egresswatch LOGIN PASSWORD 'egresswatch' CREATEDB\""
+  su postgres -c "psql -qtAc \"SELECT 1 FROM pg_database WHERE datname='egresswatch_test'\"" | grep -q 1 \
+    || su postgres -c "createdb -O egresswatch egresswatch_test"
+  export EGRESSWATCH_TEST_PG_URL=${EGRESSWATCH_TEST_PG_URL:-postgresql+psycopg://egresswatch:egresswatch@127.0.0.1:5432/egresswatch_test}
+}
+
+case "$mode" in
+  run)
+    need_root
+    apt_install libpcap0.8 iproute2
+    python_env ""
+    exec "$venv/bin/egresswatch" agent --jsonl "$@"
+    ;;
+  test)
+    need_root
+    apt_install libpcap0.8 iproute2 curl dnsutils openssl tcpdump ca-certificates
+    python_env "[test]"
+    start_postgres
+    cd "$root"
+    exec "$venv/bin/python" -m pytest "$@"
+    ;;
+  *)
+    echo "usage: bash scripts/setup.sh run|test [args...]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,191 @@
+"""End to end: the replay pipeline against tshark's records for every capture in the shared corpus.
+
+Each capture's DNS messages, TLS ClientHellos and QUIC ClientHellos must match what tshark 4.0
+extracted (../shared/corpus/expected). Where tshark and egresswatch legitimately differ, the case is
+listed in KNOWN_DIFFERENCES with the reason; the deliberately malformed captures only need to be a
+subset of tshark's best-effort parse.
+"""
+
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from egresswatch.capture.pcapfile import read_frames
+
+from egresswatch.counters import Counters
+from egresswatch.model import Observation
+from egresswatch.pipeline import ObservationDecoder
+from tests.conftest import corpus_capture, corpus_stems, load_expected
+
+# Captures whose expected output is tshark's best effort on fuzzed or crafted input.
+MALFORMED = {
+    "ndpi__malformed_dns",
+    "ndpi__quic-fuzz-overflow",
+    "ndpi__tls_invalid_reads",
+    "ndpi__tls_missing_ch_frag",
+    "tcpdump__dns-zlip-1",
+    "tcpdump__quic_handshake_truncated",
+    "zeek__383379789-decrypt-crash",
+    "zeek__CVE-2015-3194",
+    "zeek__max-compression-depth",
+    "zeek__vector-max-size-crash",
+}
+
+# stem -> why egresswatch's output legitimately differs from tshark's there.
+KNOWN_DIFFERENCES: dict[str, str] = {}
+
+_SIMPLE_DATA_TYPES = {"A", "AAAA", "CNAME", "NS", "PTR", "DNAME"}
+_DECIMAL_ESCAPE = re.compile(r"\\(\d{3})")
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def _tshark_name(name: str | None) -> str | None:
+    """tshark writes non-printable name bytes as \\ooo (octal); decode to characters."""
+    if name is None:
+        return None
+    return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), name).lower().rstrip(".") or "."
+
+
+def _our_name(name: str | None) -> str | None:
+    """egresswatch writes names in presentation form (\\DDD decimal, \\. for a dot in a label)."""
+    if name is None:
+        return None
+    text = _DECIMAL_ESCAPE.sub(lambda m: chr(int(m.group(1))), name)
+    return re.sub(r"\\(.)", r"\1", text).lower().rstrip(".") or "."
+
+
+def _ts(value: str | float) -> int:
+    """Timestamps compared to the microsecond (pcap files mostly carry microseconds)."""
+    return round(float(value) * 1_000_000)
+
+
+def _answers(answers: list[dict[str, Any]], ours: bool) -> tuple[tuple[Any, ...], ...]:
+    norm = _our_name if ours else _tshark_name
+    out = []
+    for a in answers:
+        rtype = a["type"] if ours else a["type_name"]
+        data = a["data"] if rtype in _SIMPLE_DATA_TYPES else None
+        if rtype in {"CNAME", "NS", "PTR", "DNAME"}:
+            data = norm(data)
+        out.append((norm(a["name"]), rtype, data, a["ttl"]))
+    return tuple(out)
+
+
+def _expected_dns(records: list[dict[str, Any]]) -> Counter[tuple[Any, ...]]:
+    return Counter(
+        (
+            _ts(r["ts"]),
+            r["src"],
+            r["dst"],
+            r["sport"],
+            r["dport"],
+            r["transport"],
+            r["proto"],
+            r["id"],
+            r["is_response"],
+            _tshark_name(r["qname"]),
+            r["qtype_name"] if r["qname"] else None,
+            r["rcode_name"],
+            _answers(r["answers"], ours=False),
+        )
+        for r in records
+    )
+
+
+def _our_dns(observations: list[Observation]) -> Counter[tuple[Any, ...]]:
+    found: Counter[tuple[Any, ...]] = Counter()
+    for o in observations:
+        if o.dns is None:
+            continue
+        m = o.dns
+        answers = [
+            {"name": a.name, "type": a.type, "data": a.data, "ttl": a.ttl} for a in m.answers
+        ]
+        found[
+            (
+                _ts(o.ts),
+                o.flow.src,
+                o.flow.dst,
+                o.flow.sport,
+                o.flow.dport,
+                o.flow.transport,
+                o.dns_proto,
+                m.id,
+                m.is_response,
+                _our_name(m.qname),
+                m.qtype if m.qname else None,
+                m.rcode,
+                _answers(answers, ours=True),
+            )
+        ] += 1
+    return found
+
+
+def _expected_hellos(expected: dict[str, Any], quic: bool) -> set[tuple[Any, ...]]:
+    lists = ("quic_sni", "quic_no_sni") if quic else ("tls_sni", "tls_no_sni")
+    return {
+        (
+            r["src"],
+            r["dst"],
+            r["sport"],
+            r["dport"],
+            r.get("sni"),
+            int(r["version"], 16) if quic else None,
+        )
+        for name in lists
+        for r in expected.get(name, [])
+    }
+
+
+def _our_hellos(observations: list[Observation], quic: bool) -> set[tuple[Any, ...]]:
+    kind = "quic" if quic else "tls"
+    return {
+        (
+            o.flow.src,
+            o.flow.dst,
+            o.flow.sport,
+            o.flow.dport,
+            o.hello.sni,
+            o.quic_version if quic else None,
+        )
+        for o in observations
+        if o.kind == kind and o.hello is not None
+    }
+
+
+def _replay(path: Path) -> list[Observation]:
+    decoder = ObservationDecoder()
+    counters = Counters()
+    out: list[Observation] = []
+    for frame in read_frames(path, counters):
+        out.extend(decoder.decode_frame(frame.ts, frame.linktype, frame.data))
+    return out
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("stem", corpus_stems() or ["<corpus absent>"])
+def test_replay_matches_tshark(stem: str, corpus_dir: Path) -> None:
+    if stem in KNOWN_DIFFERENCES:
+        pytest.skip(f"documented difference: {KNOWN_DIFFERENCES[stem]}")
+    expected = load_expected(stem)
+    observations = _replay(corpus_capture(stem))
+    checks = [
+        ("dns", _expected_dns(expected["dns"]), _our_dns(observations)),
+        (
+            "tls",
+            Counter(_expected_hellos(expected, quic=False)),
+            Counter(_our_hellos(observations, quic=False)),
+        ),
+        (
+            "quic",
+            Counter(_expected_hellos(expected, quic=True)),
+            Counter(_our_hellos(observations, quic=True)),
+        ),
+    ]
+    for what, want, got in checks:
+        if stem in MALFORMED:
+            assert not (got - want), f"{what}: records tshark did not see: {got - want}"
+        else:
+            assert got == want, f"{what}: missing {dict(want - got)}; unexpected {dict(got - want)}"
