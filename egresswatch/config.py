@@ -1,0 +1,79 @@
+"""Settings: one validated model with sections, read from a TOML file, then the environment.
+
+Precedence (lowest first): built-in defaults < TOML file < EGRESSWATCH_* environment variables <
+command-line flags (applied by the caller with `model_copy(update=...)`). A file that cannot be
+read or does not validate raises ConfigError naming the file and the bad key: egresswatch never
+falls back silently to defaults when the configuration is corrupt.
+"""
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from egresswatch.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/egresswatch/config.toml")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CaptureSettings(_Section):
+    interfaces: list[str] = Field(default_factory=list, description="empty: every interface")
+    queue_size: int = Field(default=65536, ge=1024)
+
+
+class StoreSettings(_Section):
+    url: str | None = Field(default=None, description="SQLAlchemy URL; None: the default SQLite")
+    max_age_days: float = Field(default=90.0, gt=0)
+    max_bytes: int = Field(default=1 << 30, ge=1 << 20)
+
+
+class CatalogSettings(_Section):
+    extra: Path | None = Field(
+        default=None, description="user catalog merged over the packaged one"
+    )
+
+
+class Settings(_Section):
+    capture: CaptureSettings = CaptureSettings()
+    store: StoreSettings = StoreSettings()
+    catalog: CatalogSettings = CatalogSettings()
+
+
+_ENVIRONMENT = {
+    "EGRESSWATCH_DB": ("store", "url"),
+    "EGRESSWATCH_CATALOG": ("catalog", "extra"),
+}
+
+
+def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from `path` (or $EGRESSWATCH_CONFIG, or /etc/egresswatch/config.toml if present)."""
+    env = os.environ if environ is None else environ
+    explicit = path or (Path(env["EGRESSWATCH_CONFIG"]) if "EGRESSWATCH_CONFIG" in env else None)
+    source = explicit or DEFAULT_CONFIG_PATH
+    raw = _read_toml(source) if explicit or source.exists() else {}
+    for var, (section, key) in _ENVIRONMENT.items():
+        if env.get(var):
+            raw.setdefault(section, {})[key] = env[var]
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"{source}: {where}: {first['msg']}") from err
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from err
