@@ -144,12 +144,16 @@ class ObservationDecoder:
         key = self._key(seg)
         out: list[Observation] = []
         if flags & _SYN:
-            if not flags & _ACK:
-                self.streams.open(key, seg.seq, ts)
-                self._tls_decided.discard(key)
-                if self._emit_flows:
-                    out.append(Observation(ts, "flow", key, tunneled=seg.tunneled))
-            return out
+            if flags & _ACK:
+                return out
+            self.streams.open(key, seg.seq, ts)
+            self._tls_decided.discard(key)
+            if self._emit_flows:
+                out.append(Observation(ts, "flow", key, tunneled=seg.tunneled))
+            if not seg.payload:
+                return out
+            # TCP Fast Open: the SYN carries the first bytes, numbered from isn + 1.
+            seg = seg._replace(seq=(seg.seq + 1) & 0xFFFFFFFF)
         if not seg.payload:
             return out
         proto = dns_proto_for_ports(seg.sport, seg.dport)
