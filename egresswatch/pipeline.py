@@ -57,7 +57,7 @@ class ObservationDecoder:
     def __init__(self, *, emit_flows: bool = False, max_flows: int = 65536) -> None:
         self.counters = Counters()
         self.packets = PacketDecoder()
-        self.streams = TcpReassembler()
+        self.streams = TcpReassembler(max_stream_bytes=_DNS_TCP_BUFFER, max_streams=8192)
         self.quic = QuicInitialTracker()
         self._emit_flows = emit_flows
         self._tls_decided = _BoundedSet(max_flows)

@@ -1,0 +1,364 @@
+"""Decode DNS, mDNS and LLMNR messages from UDP payloads and DNS-over-TCP streams.
+
+Pure functions: bytes in, `DnsMessage` out, `DecodeError(reason)` for anything malformed.
+
+Only the header, the question section and the answer section are parsed record by record
+(with dnspython's name and rdata readers); the authority and additional sections are merely
+walked to find the EDNS OPT record. So a message whose later sections are broken, as tshark
+also accepts, still yields its question and answers. Trailing bytes after the counted
+records are ignored for the same reason.
+
+Text forms (what `DnsMessage`/`DnsAnswer` hold; docs/replay-jsonl.md repeats them):
+
+* names (qname, answer owner, the names in the `data` forms below): presentation form without the
+  trailing dot, ASCII lower-cased; the root is ".". Bytes outside 0x21-0x7e are written as
+  RFC 1035 decimal escapes `\\DDD` (a space is `\\032`, UTF-8 is escaped byte by byte) and
+  the characters `"().;\\@$` as `\\c`, so a dot inside a label is `\\.`.
+* `qtype` / `DnsAnswer.type`: dnspython mnemonic ("A", "HTTPS"), "TYPE<n>" when unknown.
+* `rcode`: None for queries; for responses the mnemonic of the full RFC 6891 rcode, i.e. the
+  header's 4 bits extended by the upper 8 bits from the OPT record's TTL when an OPT record
+  is present ("NOERROR", "NXDOMAIN", "BADVERS", "BADCOOKIE", ...), "RCODE<n>" when unnamed.
+  (tshark reports only the 4 header bits; the two differ only when the OPT extension is
+  non-zero.)
+* `DnsAnswer.data`, by answer type:
+  - A, AAAA: the address ("192.0.2.1", "2001:db8::1", RFC 5952 form)
+  - CNAME, NS, PTR, DNAME: the target name
+  - MX: "preference exchange"
+  - TXT, SPF: the character-strings concatenated; bytes outside 0x20-0x7e as `\\DDD` and
+    a backslash as `\\\\`
+  - SRV: "priority weight port target"
+  - SOA: "mname rname serial refresh retry expire minimum"
+  - SVCB, HTTPS: "priority target" followed by the SvcParams in dnspython's text form, e.g.
+    `1 . alpn="h3,h2" ipv4hint="192.0.2.1,192.0.2.2" ipv6hint="2001:db8::1"`
+  - any other type: dnspython's `to_text()` (names there keep their trailing dot)
+  - RDATA that does not parse as its type: RFC 3597 generic form `\\# <len> <hex>`
+  - empty RDATA (length 0): None
+  The class's top bit (mDNS cache-flush) is ignored when interpreting RDATA.
+
+Reasons raised by `parse_dns` (each a counter key):
+
+* ``dns.truncated``: shorter than the 12-byte header, or a question/answer record runs past
+  the end of the payload
+* ``dns.bad-pointer``: a compression pointer that does not point strictly backwards (this
+  is what makes compression loops impossible); one landing inside its own name counts as
+  ``dns.truncated``
+* ``dns.compression-depth``: a name needing more than 16 compression pointers
+* ``dns.bad-name``: a reserved label type, or a label/name longer than 63/255 octets
+* ``dns.too-many-questions``: QDCOUNT above `MAX_QUESTIONS`
+* ``dns.too-long``: a payload over 65535 bytes (no DNS transport can carry it)
+* ``dns.malformed``: anything else dnspython rejects in the header/question/answer sections
+
+Bounded work: at most `MAX_QUESTIONS` questions and the first `MAX_ANSWERS` answers are
+parsed (later answers are neither parsed nor reported); names are capped at 16 pointer hops
+and 255 octets by dnspython, so a message costs O(its length).
+"""
+
+import re
+import socket
+import struct
+from functools import lru_cache
+
+import dns.exception
+import dns.name
+import dns.rcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.SOA
+import dns.rdtypes.IN.SRV
+import dns.rdtypes.mxbase
+import dns.rdtypes.nsbase
+import dns.rdtypes.svcbbase
+import dns.rdtypes.txtbase
+import dns.wire
+
+from egresswatch.errors import DecodeError
+from egresswatch.model import DnsAnswer, DnsMessage, DnsProto
+
+MAX_QUESTIONS = 64
+MAX_ANSWERS = 256
+MAX_MESSAGE = 65535
+
+_HEADER = struct.Struct("!6H")
+_RR_FIXED = struct.Struct("!HHIH")
+_Q_FIXED = struct.Struct("!HH")
+_OPT = 41
+_IN = 1
+_ADDRESS_FAMILIES = {(1, 4): socket.AF_INET, (28, 16): socket.AF_INET6}
+# tshark (and Wireshark's UDP/TCP dissectors) try the lower port first; 53 < 5353 < 5355,
+# so sorting the two ports gives the same precedence.
+_PORT_PROTOS: dict[int, DnsProto] = {53: "dns", 5353: "mdns", 5355: "llmnr"}
+_TARGET_TYPES = frozenset({2, 5, 12, 39})  # NS, CNAME, PTR, DNAME
+_TEXT_TYPES = frozenset({16, 99})  # TXT, SPF
+_SVCB_TYPES = frozenset({64, 65})  # SVCB, HTTPS
+# bytes that dnspython's Name.to_text escapes, and those our TXT form escapes
+_NAME_ESCAPES = re.compile(rb'[^\x21-\x7e]|["().;\\@$]')
+_TEXT_ESCAPES = re.compile(rb"[^\x20-\x7e]|\\")
+
+
+def dns_proto_for_ports(sport: int, dport: int) -> DnsProto | None:
+    """Return which DNS flavour a UDP/TCP port pair carries, or None.
+
+    When both ports are DNS ports the lower one wins, as in tshark (so 53 beats 5353 beats
+    5355). Only these three ports are considered; tshark would give a lower port registered
+    to another protocol precedence, which does not matter for a DNS decoder.
+    """
+    for port in sorted((sport, dport)):
+        proto = _PORT_PROTOS.get(port)
+        if proto is not None:
+            return proto
+    return None
+
+
+def parse_dns(payload: bytes) -> DnsMessage:
+    """Decode one DNS/mDNS/LLMNR message (a UDP payload, or one message framed from TCP).
+
+    Returns the header fields, the first question and the answer section (text forms in the
+    module docstring). Raises DecodeError with one of the reasons listed there, and nothing
+    else, whatever the bytes.
+    """
+    if len(payload) < _HEADER.size:
+        raise DecodeError("dns.truncated", "short header")
+    if len(payload) > MAX_MESSAGE:
+        raise DecodeError("dns.too-long")
+    ident, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(payload)
+    if qdcount > MAX_QUESTIONS:
+        raise DecodeError("dns.too-many-questions", str(qdcount))
+    parser = dns.wire.Parser(payload, _HEADER.size)
+    try:
+        question = _read_questions(parser, qdcount)
+        answers = _read_answers(parser, min(ancount, MAX_ANSWERS))
+    except dns.exception.DNSException as exc:
+        raise DecodeError(_reason(exc), type(exc).__name__) from exc
+    is_response = bool(flags & 0x8000)
+    rcode = None
+    if is_response:
+        extended = (
+            0
+            if ancount > MAX_ANSWERS
+            else _opt_rcode_bits(payload, parser.current, nscount + arcount)
+        )
+        rcode = _rcode_text(extended << 4 | flags & 0xF)
+    return DnsMessage(
+        id=ident,
+        is_response=is_response,
+        opcode=flags >> 11 & 0xF,
+        qname=question[0] if question else None,
+        qtype=question[1] if question else None,
+        rcode=rcode,
+        truncated=bool(flags & 0x0200),
+        answers=answers,
+    )
+
+
+def split_tcp_dns(buffer: bytes) -> tuple[list[bytes], int]:
+    """Split DNS-over-TCP stream bytes (RFC 1035 4.2.2, RFC 7766) into whole messages.
+
+    Returns the complete messages at the start of `buffer` and how many bytes they used;
+    the caller keeps `buffer[used:]` for when more data arrives (a message is complete
+    within 65537 bytes, so a caller's buffer never needs to grow beyond that).
+    A zero length prefix frames an empty message: it is returned as b"" (which parse_dns
+    rejects as dns.truncated, so it gets counted) and the framing stays in sync.
+    """
+    messages: list[bytes] = []
+    used = 0
+    while len(buffer) - used >= 2:
+        (length,) = struct.unpack_from("!H", buffer, used)
+        end = used + 2 + length
+        if end > len(buffer):
+            break
+        messages.append(bytes(buffer[used + 2 : end]))
+        used = end
+    return messages, used
+
+
+def _read_questions(parser: dns.wire.Parser, count: int) -> tuple[str, str] | None:
+    """The first question as (qname, qtype); the others are only stepped over.
+
+    Later questions are skipped in place, without decompressing their names, so a broken
+    second question (as tshark also tolerates) does not hide the first one or the answers.
+    """
+    if count == 0:
+        return None
+    name = dns.name.from_wire_parser(parser)
+    qtype, _qclass = parser.get_struct(_Q_FIXED.format)
+    for _ in range(count - 1):
+        parser.seek(_skip_name(parser.wire, parser.current))
+        parser.get_bytes(_Q_FIXED.size)
+    return _name_text(name), _type_text(qtype)
+
+
+def _read_answers(parser: dns.wire.Parser, count: int) -> tuple[DnsAnswer, ...]:
+    answers = []
+    for _ in range(count):
+        name = dns.name.from_wire_parser(parser)
+        rdtype, rdclass, ttl, rdlen = parser.get_struct(_RR_FIXED.format)
+        start = parser.current
+        parser.get_bytes(rdlen)  # raises (truncated) when the RDATA runs past the end
+        data = _rdata_text(parser.wire, start, rdlen, rdclass & 0x7FFF, rdtype)
+        answers.append(DnsAnswer(_name_text(name), _type_text(rdtype), data, ttl))
+    return tuple(answers)
+
+
+def _rdata_text(wire: bytes, start: int, rdlen: int, rdclass: int, rdtype: int) -> str | None:
+    if rdlen == 0:
+        return None
+    # Fast path for the commonest answers (about half of them): same text as dnspython's.
+    if rdclass == _IN and (rdtype, rdlen) in _ADDRESS_FAMILIES:
+        family = _ADDRESS_FAMILIES[rdtype, rdlen]
+        return socket.inet_ntop(family, wire[start : start + rdlen])
+    # A fresh parser over the whole message: names in RDATA may point anywhere before it.
+    parser = dns.wire.Parser(wire, start)
+    try:
+        with parser.restrict_to(rdlen):
+            rdata = dns.rdata.from_wire_parser(
+                dns.rdataclass.RdataClass.make(rdclass),
+                dns.rdatatype.RdataType.make(rdtype),
+                parser,
+            )
+        return _format_rdata(rdata)
+    except Exception:
+        # dnspython's many rdata classes raise assorted exception types on hostile RDATA;
+        # the record boundaries are already known good, so the generic form is always valid.
+        return f"\\# {rdlen} {wire[start : start + rdlen].hex()}"
+
+
+def _format_rdata(rdata: dns.rdata.Rdata) -> str:
+    text = _name_form(rdata)
+    if text is None:
+        text = _string_form(rdata)
+    return text if text is not None else str(rdata.to_text())
+
+
+def _name_form(rdata: dns.rdata.Rdata) -> str | None:
+    """Our own text for the types whose data is mostly a name (so it gets our name form)."""
+    rdtype = rdata.rdtype
+    if rdtype in _TARGET_TYPES and isinstance(rdata, dns.rdtypes.nsbase.NSBase):
+        return _name_text(rdata.target)
+    if rdtype == 15 and isinstance(rdata, dns.rdtypes.mxbase.MXBase):
+        return f"{rdata.preference} {_name_text(rdata.exchange)}"
+    if isinstance(rdata, dns.rdtypes.IN.SRV.SRV):
+        return f"{rdata.priority} {rdata.weight} {rdata.port} {_name_text(rdata.target)}"
+    if isinstance(rdata, dns.rdtypes.ANY.SOA.SOA):
+        return _soa_text(rdata)
+    return None
+
+
+def _string_form(rdata: dns.rdata.Rdata) -> str | None:
+    if rdata.rdtype in _TEXT_TYPES and isinstance(rdata, dns.rdtypes.txtbase.TXTBase):
+        return "".join(_escape_text(part) for part in rdata.strings)
+    if rdata.rdtype in _SVCB_TYPES and isinstance(rdata, dns.rdtypes.svcbbase.SVCBBase):
+        return _svcb_text(rdata)
+    return None
+
+
+def _soa_text(soa: dns.rdtypes.ANY.SOA.SOA) -> str:
+    names = f"{_name_text(soa.mname)} {_name_text(soa.rname)}"
+    return f"{names} {soa.serial} {soa.refresh} {soa.retry} {soa.expire} {soa.minimum}"
+
+
+def _svcb_text(svcb: dns.rdtypes.svcbbase.SVCBBase) -> str:
+    head = f"{svcb.priority} {_name_text(svcb.target)}"
+    # dnspython writes "priority target params..."; the target has no unescaped spaces.
+    params = str(svcb.to_text()).split(" ", 2)[2:]
+    return " ".join([head, *params])
+
+
+def _name_text(name: dns.name.Name) -> str:
+    labels = name.labels[:-1]  # names read from the wire are absolute: drop the root label
+    if not labels:
+        return "."
+    if not any(_NAME_ESCAPES.search(label) for label in labels):
+        return b".".join(labels).decode("ascii").lower()  # the usual case, at C speed
+    # latin-1 maps each byte to the code point of the same value, which the table escapes
+    return ".".join(label.decode("latin-1").translate(_LABEL_TEXT) for label in labels)
+
+
+def _escape_text(data: bytes) -> str:
+    if not _TEXT_ESCAPES.search(data):
+        return data.decode("ascii")
+    return data.decode("latin-1").translate(_BYTE_TEXT)
+
+
+def _byte_text(byte: int) -> str:
+    if byte == 0x5C:
+        return "\\\\"
+    return chr(byte) if 0x20 <= byte < 0x7F else f"\\{byte:03d}"
+
+
+def _label_byte_text(byte: int) -> str:
+    """The text of one label byte: dnspython's Name.to_text escapes, ASCII lower-cased."""
+    if byte in b'"().;\\@$':
+        return "\\" + chr(byte)
+    return chr(byte).lower() if 0x20 < byte < 0x7F else f"\\{byte:03d}"
+
+
+_BYTE_TEXT = {byte: _byte_text(byte) for byte in range(256)}
+_LABEL_TEXT = {byte: _label_byte_text(byte) for byte in range(256)}
+
+
+def _opt_rcode_bits(wire: bytes, offset: int, count: int) -> int:
+    """The upper 8 rcode bits from the first OPT record, skipping the records before it.
+
+    Best effort: a malformed authority/additional section just means no extension (0).
+    """
+    try:
+        for _ in range(count):
+            name_end = _skip_name(wire, offset)
+            if name_end + _RR_FIXED.size > len(wire):
+                return 0
+            rdtype, _rdclass, ttl, rdlen = _RR_FIXED.unpack_from(wire, name_end)
+            if rdtype == _OPT:
+                return int(ttl) >> 24
+            offset = name_end + _RR_FIXED.size + rdlen
+    except dns.exception.DNSException:
+        pass
+    return 0
+
+
+def _skip_name(wire: bytes, offset: int) -> int:
+    """Offset just past the (possibly compressed) name at `offset`, read in place.
+
+    Raises FormError when the name runs off the end, BadLabelType on a reserved label type.
+    """
+    while offset < len(wire):
+        length = wire[offset]
+        if length == 0:
+            return offset + 1
+        if length >= 0xC0:
+            break  # a pointer: two bytes, and the name ends there
+        if length >= 0x40:  # extended/reserved label types: the length is unknowable
+            raise dns.name.BadLabelType
+        offset += 1 + length
+    if offset + 2 > len(wire):
+        raise dns.exception.FormError
+    return offset + 2
+
+
+@lru_cache(maxsize=1024)
+def _type_text(rdtype: int) -> str:
+    return str(dns.rdatatype.to_text(dns.rdatatype.RdataType.make(rdtype)))
+
+
+def _rcode_text(value: int) -> str:
+    text = str(dns.rcode.to_text(dns.rcode.Rcode.make(value)))
+    return f"RCODE{value}" if text.isdigit() else text
+
+
+_REASONS: tuple[tuple[type[Exception], str], ...] = (
+    (dns.name.BadPointer, "dns.bad-pointer"),
+    (dns.name.PointerChainTooLong, "dns.compression-depth"),
+    (dns.name.BadLabelType, "dns.bad-name"),
+    (dns.name.NameTooLong, "dns.bad-name"),
+    (dns.name.LabelTooLong, "dns.bad-name"),
+    (dns.name.EmptyLabel, "dns.bad-name"),
+)
+
+
+def _reason(exc: dns.exception.DNSException) -> str:
+    if type(exc) is dns.exception.FormError:
+        return "dns.truncated"  # the wire parser's "ran out of bytes"
+    for kind, reason in _REASONS:
+        if isinstance(exc, kind):
+            return reason
+    return "dns.malformed"
