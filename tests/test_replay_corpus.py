@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from egresswatch.capture.pcapfile import read_frames
 
+from egresswatch.capture.pcapfile import read_frames
 from egresswatch.counters import Counters
 from egresswatch.model import Observation
 from egresswatch.pipeline import ObservationDecoder
@@ -36,16 +36,28 @@ MALFORMED = {
 # stem -> why egresswatch's output legitimately differs from tshark's there.
 KNOWN_DIFFERENCES: dict[str, str] = {}
 
+# Records egresswatch finds that tshark misses, each checked by hand: (stem, kind) -> records.
+KNOWN_EXTRA: dict[tuple[str, str], set[tuple[Any, ...]]] = {
+    # The client's first Initial used the reserved version 0x1a2a3a4a; after Version Negotiation it
+    # repeated the hello as v1 with the same DCID. tshark keeps the first version for that DCID and
+    # does not decrypt the v1 packet; its AEAD tag verifies, so the hello is real.
+    ("tcpdump__quic_vn", "quic"): {("::1", "::1", 57406, 443, "localhost", 1)},
+}
+
 _SIMPLE_DATA_TYPES = {"A", "AAAA", "CNAME", "NS", "PTR", "DNAME"}
 _DECIMAL_ESCAPE = re.compile(r"\\(\d{3})")
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 
 
 def _tshark_name(name: str | None) -> str | None:
-    """tshark writes non-printable name bytes as \\ooo (octal); decode to characters."""
+    """tshark writes UTF-8 names as text and other bytes as \\ooo (octal)."""
     if name is None:
         return None
-    return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), name).lower().rstrip(".") or "."
+    parts = _OCTAL_ESCAPE.split(name)  # text, escape, text, escape, ..., text
+    raw = b"".join(
+        bytes([int(part, 8)]) if i % 2 else part.encode("utf-8") for i, part in enumerate(parts)
+    )
+    return _folded(raw)
 
 
 def _our_name(name: str | None) -> str | None:
@@ -53,7 +65,13 @@ def _our_name(name: str | None) -> str | None:
     if name is None:
         return None
     text = _DECIMAL_ESCAPE.sub(lambda m: chr(int(m.group(1))), name)
-    return re.sub(r"\\(.)", r"\1", text).lower().rstrip(".") or "."
+    raw = re.sub(r"\\(.)", r"\1", text).encode("latin-1", "backslashreplace")
+    return _folded(raw)
+
+
+def _folded(raw: bytes) -> str:
+    text = raw.decode("utf-8", "backslashreplace").lower().rstrip(".")
+    return text or "."
 
 
 def _ts(value: str | float) -> int:
@@ -155,6 +173,18 @@ def _our_hellos(observations: list[Observation], quic: bool) -> set[tuple[Any, .
     }
 
 
+def _without_data(records: Counter[tuple[Any, ...]]) -> Counter[tuple[Any, ...]]:
+    """DNS records with each answer's data dropped (hello records pass unchanged)."""
+    out: Counter[tuple[Any, ...]] = Counter()
+    for record, count in records.items():
+        key = record
+        if len(record) == 13:
+            answers = tuple((name, rtype, ttl) for name, rtype, _data, ttl in record[12])
+            key = (*record[:12], answers)
+        out[key] += count
+    return out
+
+
 def _replay(path: Path) -> list[Observation]:
     decoder = ObservationDecoder()
     counters = Counters()
@@ -185,7 +215,15 @@ def test_replay_matches_tshark(stem: str, corpus_dir: Path) -> None:
         ),
     ]
     for what, want, got in checks:
+        got -= Counter(KNOWN_EXTRA.get((stem, what), set()))
         if stem in MALFORMED:
-            assert not (got - want), f"{what}: records tshark did not see: {got - want}"
+            # tshark's best effort on fuzzed input: ours must be a subset, compared without the
+            # answers' data (tshark prints placeholders such as "<Name too long>" there).
+            extra = _without_data(got) - _without_data(want)
+            assert not extra, f"{what}: records tshark did not see: {extra}"
         else:
-            assert got == want, f"{what}: missing {dict(want - got)}; unexpected {dict(got - want)}"
+            missing, unexpected = list((want - got).elements()), list((got - want).elements())
+            assert not missing and not unexpected, (
+                f"{what}: {len(missing)} missing, e.g. {missing[:2]}; "
+                f"{len(unexpected)} unexpected, e.g. {unexpected[:2]}"
+            )
