@@ -29,7 +29,7 @@ def _hostile_capture(path: Path) -> None:
     """A DNS query whose name carries a terminal escape, rich markup and a non-ASCII byte."""
     query = dns.message.make_query("x", "A", id=4242)
     wire = bytearray(query.to_wire())
-    name = b"\x0aevil\x1b[31m[b]\x09\xffhost\x04test\x00"
+    name = b"\x12evil\x1b[31m[b]\x09\xffhost\x04test\x00"
     wire[12:15] = name  # replace the one-label question name "x"
     frame = Ether() / IP(src="10.199.1.1", dst="10.199.1.53") / UDP(sport=40000, dport=53)
     with PcapWriter(path) as out:

@@ -170,14 +170,14 @@ def _drive_clients(ns: list[str], tmp: Path) -> None:
     finally:
         for proc in servers:
             proc.kill()
-            proc.wait()
+            proc.communicate()
 
 
 def _capture(ns: list[str], tmp: Path) -> Path:
     pcap = tmp / "lab.pcap"
     dump = _start(
         ns,
-        ["tcpdump", "-i", "lo", "-U", "-n", "-w", str(pcap)],
+        ["tcpdump", "-i", "lo", "-U", "--immediate-mode", "-n", "-w", str(pcap)],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
     )
@@ -188,7 +188,7 @@ def _capture(ns: list[str], tmp: Path) -> Path:
         time.sleep(0.3)
     finally:
         dump.send_signal(signal.SIGINT)
-        dump.wait(timeout=10)
+        dump.communicate(timeout=10)
     return pcap
 
 
