@@ -8,7 +8,6 @@ import contextlib
 import random
 import ssl
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import dns.message
@@ -59,22 +58,34 @@ def quic_initials(server_name: str) -> list[bytes]:
 def dns_pair(name: str, qid: int) -> tuple[bytes, bytes]:
     query = dns.message.make_query(name, "A", id=qid)
     response = dns.message.make_response(query)
-    response.answer.append(dns.rrset.from_text(name, 300, "IN", "A", "10.199.0.2"))
+    response.answer.append(dns.rrset.from_text(name + ".", 300, "IN", "A", "10.199.0.2"))
     return query.to_wire(), response.to_wire()
 
 
-def _handshake_frames(i: int, rng: random.Random) -> Iterator[bytes]:
+_TEMPLATES = 64
+
+
+def _handshake_frames(
+    i: int, rng: random.Random, cache: dict[int, tuple[bytes, ...]]
+) -> list[bytes]:
+    """Client i's DNS lookup, TCP SYN + TLS ClientHello and QUIC Initials, on ports of its own.
+
+    The message bytes come from 64 real clients made once and reused (making each is slow)."""
+    slot = i % _TEMPLATES
+    if slot not in cache:
+        name = f"host{slot}.example.test"
+        cache[slot] = (*dns_pair(name, slot), client_hello(name), *quic_initials(name))
+    query, response, hello, *initials = cache[slot]
     client, server, resolver = b"\x0a\xc7\x00\x01", b"\x0a\xc7\x00\x02", b"\x0a\xc7\x00\x35"
-    name = f"host{i}.example.test"
-    sport = 20000 + i % 40000
-    query, response = dns_pair(name, i & 0xFFFF)
-    yield udp_frame(client, resolver, sport, 53, query)
-    yield udp_frame(resolver, client, 53, sport, response)
+    sport = 10000 + (2 * i) % 50000
     isn = rng.getrandbits(32)
-    yield tcp_frame(client, server, sport, 443, isn, 0x02, b"")
-    yield tcp_frame(client, server, sport, 443, isn + 1, 0x18, client_hello(name))
-    for datagram in quic_initials(name):
-        yield udp_frame(client, server, sport + 1, 443, datagram)
+    return [
+        udp_frame(client, resolver, sport, 53, query),
+        udp_frame(resolver, client, 53, sport, response),
+        tcp_frame(client, server, sport, 443, isn, 0x02, b""),
+        tcp_frame(client, server, sport, 443, isn + 1, 0x18, hello),
+        *(udp_frame(client, server, sport + 1, 443, d) for d in initials),
+    ]
 
 
 def build_capture(path: Path, total_bytes: int, bulk_share: float = 0.98, seed: int = 7) -> int:
@@ -83,12 +94,13 @@ def build_capture(path: Path, total_bytes: int, bulk_share: float = 0.98, seed: 
     payload = rng.randbytes(1448)
     src, dst = b"\x0a\xc7\x00\x02", b"\x0a\xc7\x00\x01"
     frames, handshake_bytes, seq, i = 0, 0, 1, 0
+    cache: dict[int, tuple[bytes, ...]] = {}
     ts = 1_700_000_000.0
     with PcapWriter(path) as out:
         while out.bytes_written < total_bytes:
             if handshake_bytes < (1 - bulk_share) * out.bytes_written:
                 before = out.bytes_written
-                for frame in _handshake_frames(i, rng):
+                for frame in _handshake_frames(i, rng, cache):
                     ts += 0.00001
                     out.write(ts, frame)
                     frames += 1

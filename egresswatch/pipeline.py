@@ -8,6 +8,7 @@ from collections import OrderedDict
 
 from egresswatch.counters import Counters
 from egresswatch.decode.dns import dns_proto_for_ports, parse_dns, split_tcp_dns
+from egresswatch.decode.fastpath import tcp_flow_key
 from egresswatch.decode.packet import PacketDecoder, Segment
 from egresswatch.decode.quic import QuicInitialTracker, looks_like_quic_initial
 from egresswatch.decode.tcp_stream import TcpReassembler
@@ -62,15 +63,30 @@ class ObservationDecoder:
         self._emit_flows = emit_flows
         self._tls_decided = _BoundedSet(max_flows)
         self._udp_seen = _BoundedSet(max_flows)
+        # Raw 4-tuples of TCP flows judged by _tls: their later frames skip decoding entirely.
+        self._bulk = _BoundedSet(max_flows)
+        self._judged = False
+        self.frames = 0
+        self.bulk_skipped = 0
 
     def decode_frame(self, ts: float, linktype: int, data: bytes) -> list[Observation]:
-        self.counters.add("frames")
+        self.frames += 1
+        fast = tcp_flow_key(linktype, data)
+        if fast is not None and fast[0] in self._bulk:
+            if not fast[1] & _SYN:
+                self.bulk_skipped += 1
+                return []
+            self._bulk.discard(fast[0])  # a new connection reuses the 4-tuple
         seg = self.packets.decode(linktype, data, ts)
         if seg is None:
             return []
         if seg.transport == "udp":
             return self._udp(seg, ts)
-        return self._tcp(seg, ts)
+        self._judged = False
+        out = self._tcp(seg, ts)
+        if self._judged and fast is not None:
+            self._bulk.add(fast[0])
+        return out
 
     def expire(self, now: float) -> None:
         """Drops per-flow state idle for longer than the components' timeouts."""
@@ -80,6 +96,8 @@ class ObservationDecoder:
     def all_counters(self) -> Counters:
         """This stage's counters merged with those of the components it drives."""
         merged = Counters()
+        merged.add("frames", self.frames)
+        merged.add("skipped.tcp-bulk", self.bulk_skipped)
         for part in (
             self.counters,
             self.packets.counters,
@@ -178,6 +196,7 @@ class ObservationDecoder:
     def _tls(self, seg: Segment, key: FlowKey, ts: float, out: list[Observation]) -> None:
         if key not in self.streams and not looks_like_tls_client_hello(seg.payload):
             self._tls_decided.add(key)
+            self._judged = True
             return
         buffered = self.streams.feed(key, seg.seq, seg.payload, ts)
         if buffered is None:
@@ -196,3 +215,4 @@ class ObservationDecoder:
     def _finish_tls(self, key: FlowKey) -> None:
         self.streams.close(key)
         self._tls_decided.add(key)
+        self._judged = True

@@ -1,6 +1,7 @@
 """`egresswatch replay`: decode capture files and print their observations."""
 
 import sys
+from datetime import UTC, datetime
 from collections.abc import Iterator, Sequence
 from enum import StrEnum
 from pathlib import Path
@@ -15,7 +16,7 @@ from egresswatch.capture.pcapfile import read_frames
 from egresswatch.counters import Counters
 from egresswatch.errors import CaptureError
 from egresswatch.model import Observation
-from egresswatch.output import for_rich, observation_to_dict, summary_host, write_jsonl
+from egresswatch.output import for_rich, summary_host, write_jsonl
 from egresswatch.pipeline import ObservationDecoder
 
 _PROGRESS_MIN_BYTES = 64 * 1024 * 1024
@@ -69,13 +70,12 @@ def _with_progress(
 
 
 def _print_table(observations: Iterator[Observation], console: Console) -> int:
-    table = Table("time", "kind", "source", "destination", "name", "detail", box=None)
+    table = Table("time (UTC)", "kind", "source", "destination", "name", "detail", box=None)
     count = 0
     for obs in observations:
-        record = observation_to_dict(obs)
-        detail = _detail(record)
+        detail = _detail(obs)
         table.add_row(
-            f"{obs.ts:.6f}",
+            _when(obs.ts),
             obs.kind,
             f"{obs.flow.src}:{obs.flow.sport}",
             f"{obs.flow.dst}:{obs.flow.dport}",
@@ -87,15 +87,20 @@ def _print_table(observations: Iterator[Observation], console: Console) -> int:
     return count
 
 
-def _detail(record: dict[str, object]) -> str:
-    if record["kind"] == "dns":
-        answers = record.get("answers") or []
-        rcode = record.get("rcode") or "query"
-        return f"{record.get('qtype')} {rcode} {len(answers)} answers"  # type: ignore[arg-type]
-    alpn = ",".join(record.get("alpn") or [])  # type: ignore[call-overload]
-    ech = " ECH" if record.get("ech") else ""
-    version = f" {record['quic_version']}" if record["kind"] == "quic" else ""
-    return f"alpn={alpn}{ech}{version}"
+def _when(ts: float) -> str:
+    """UTC wall-clock time to the millisecond (the JSONL keeps the exact epoch float)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _detail(obs: Observation) -> str:
+    if obs.dns is not None:
+        rcode = obs.dns.rcode or "query"
+        return f"{obs.dns.qtype} {rcode} {len(obs.dns.answers)} answers"
+    if obs.hello is None:
+        return ""
+    ech = " ECH" if obs.hello.ech else ""
+    version = f" v=0x{obs.quic_version:08x}" if obs.quic_version is not None else ""
+    return f"alpn={','.join(obs.hello.alpn)}{ech}{version}"
 
 
 def _print_summary(counters: Counters, emitted: int, stderr: Console) -> None:
