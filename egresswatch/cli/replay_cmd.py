@@ -1,8 +1,8 @@
 """`egresswatch replay`: decode capture files and print their observations."""
 
 import sys
-from datetime import UTC, datetime
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated

@@ -1,0 +1,16 @@
+"""The event store: SQLite by default, any SQLAlchemy URL; one writer thread, Alembic schema."""
+
+from egresswatch.store.database import Store, open_store
+from egresswatch.store.queries import EventFilter, StoredEvent, StoreStats
+from egresswatch.store.retention import RetentionResult
+from egresswatch.store.writer import EventWriter
+
+__all__ = [
+    "EventFilter",
+    "EventWriter",
+    "RetentionResult",
+    "Store",
+    "StoreStats",
+    "StoredEvent",
+    "open_store",
+]
