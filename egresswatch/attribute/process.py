@@ -4,6 +4,7 @@ Executable hashes are cached by (st_dev, st_ino, st_mtime_ns, size) and computed
 thread from a descriptor opened while the process is alive, so a big binary never stalls lookups.
 """
 
+import dataclasses
 import hashlib
 import os
 import pwd
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import psutil
 
+from egresswatch.classify.tools import ToolRules, default_tool_rules
 from egresswatch.model import ProcessInfo, ProcessRef
 
 _CONTAINER_RE = re.compile(
@@ -52,7 +54,14 @@ def container_from_cgroup(text: str) -> str | None:
 class ExeHasher:
     """sha256 of executables, keyed by the file's identity so a replaced binary is re-hashed."""
 
-    __slots__ = ("_cache", "_max_entries", "_pool", "_wait", "hashes_computed")
+    __slots__ = (
+        "_cache",
+        "_max_entries",
+        "_pool",
+        "_tools",
+        "_wait",
+        "hashes_computed",
+    )
 
     def __init__(self, wait: float = 0.05, max_entries: int = 4096) -> None:
         self._cache: OrderedDict[HashKey, Future[str | None]] = OrderedDict()
@@ -126,12 +135,16 @@ class ProcessFacts:
         "_max_entries",
         "_proc",
         "_refs",
+        "_tools",
         "_ttl",
         "_users",
     )
 
-    def __init__(self, proc_root: Path, hasher: ExeHasher, ttl: float = 2.0) -> None:
+    def __init__(
+        self, proc_root: Path, hasher: ExeHasher, ttl: float = 2.0, tools: ToolRules | None = None
+    ) -> None:
         self._proc = proc_root
+        self._tools = tools
         self._hasher = hasher
         self._ttl = ttl
         self._cache: OrderedDict[tuple[int, float], tuple[float, ProcessInfo]] = OrderedDict()
@@ -161,7 +174,7 @@ class ProcessFacts:
             name, ppid, uid = proc.name(), proc.ppid(), proc.uids().real
             exe = self._exe(proc)
             cmdline = self._cmdline(proc)
-        return ProcessInfo(
+        info = ProcessInfo(
             pid=proc.pid,
             name=name,
             exe=exe,
@@ -174,6 +187,20 @@ class ProcessFacts:
             netns=netns if netns is not None else self._netns(base),
             container=self._container(base),
         )
+        return self._with_tool(info, proc)
+
+    def _with_tool(self, info: ProcessInfo, proc: psutil.Process) -> ProcessInfo:
+        """Names the LLM tool, from the process itself or its nearest recognised ancestor.
+
+        Read while the process is alive: its working directory tells `python main.py` apart.
+        """
+        tools = self._tools if self._tools is not None else default_tool_rules()
+        try:
+            cwd: str | None = proc.cwd()
+        except psutil.Error:
+            cwd = None
+        match = tools.recognise_process(info, cwd=cwd)
+        return dataclasses.replace(info, tool=match.tool) if match is not None else info
 
     @staticmethod
     def _exe(proc: psutil.Process) -> str | None:

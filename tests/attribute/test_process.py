@@ -95,6 +95,7 @@ def test_renamed_script_named_like_a_tool(tmp_path: Path) -> None:
         assert got.process.exe == os.path.realpath(sys.executable)
         assert got.process.cmdline[:2] == (sys.executable, str(script))
         assert got.process.cmdline[-1] == "serve"
+        assert got.process.tool == "Ollama"  # `ollama serve`, recognised while it was alive
     finally:
         resolver.close()
 
@@ -123,6 +124,7 @@ def test_copied_binary_hash_is_correct_and_cached(tmp_path: Path) -> None:
             assert info is not None
             assert info.exe == str(binary) and info.name == "llama-server"
             assert info.exe_sha256 == expected
+            assert info.tool == "llama.cpp"
         assert infos[0] is not None and infos[1] is not None
         assert infos[0].pid != infos[1].pid
     finally:
