@@ -1,0 +1,123 @@
+"""The store as one object: open (and migrate) a database, start its writer, read, trim, export."""
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO, TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from egresswatch.errors import StoreError
+from egresswatch.store import export as export_mod
+from egresswatch.store import migrate
+from egresswatch.store.engine import make_engine, resolve_url
+from egresswatch.store.queries import (
+    EventFilter,
+    StoredEvent,
+    StoreStats,
+    query_events,
+    store_stats,
+)
+from egresswatch.store.retention import RetentionResult, apply_retention
+from egresswatch.store.writer import BATCH_INTERVAL, BATCH_SIZE, MAX_BUFFER, EventWriter
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Store:
+    """An open event store. Reads may come from any thread; writes go through `writer()`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._writer: EventWriter | None = None
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def writer(
+        self,
+        *,
+        batch_size: int = BATCH_SIZE,
+        batch_interval: float = BATCH_INTERVAL,
+        max_buffer: int = MAX_BUFFER,
+    ) -> EventWriter:
+        """The store's one writer thread, started on first use (later options are ignored)."""
+        if self._writer is None:
+            writer = EventWriter(
+                self.engine,
+                batch_size=batch_size,
+                batch_interval=batch_interval,
+                max_buffer=max_buffer,
+            )
+            self._writer = writer.start()
+        return self._writer
+
+    def query_events(self, flt: EventFilter | None = None, limit: int = 100) -> list[StoredEvent]:
+        return _reading(lambda: query_events(self.engine, flt or EventFilter(), limit))
+
+    def stats(self) -> StoreStats:
+        return _reading(lambda: store_stats(self.engine, migrate.current_revision(self.engine)))
+
+    def export(self, fmt: str, out: TextIO, flt: EventFilter | None = None) -> int:
+        """Write matching events to `out` as "jsonl" or "csv"; returns how many."""
+        return _reading(lambda: export_mod.export(self.engine, fmt, out, flt or EventFilter()))
+
+    def apply_retention(
+        self, *, max_age_days: float | None = None, max_bytes: int | None = None
+    ) -> RetentionResult:
+        """Trim the store; runs on the writer thread when there is one (single-writer rule)."""
+
+        def trim() -> RetentionResult:
+            return apply_retention(self.engine, max_age_days=max_age_days, max_bytes=max_bytes)
+
+        if self._writer is not None:
+            return self._writer.call(trim)
+        return _reading(trim)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self.engine.dispose()
+
+
+def open_store(url: str | None = None, *, upgrade: bool = True) -> Store:
+    """Open the store at `url` (None: the default path), migrating it to the newest schema.
+
+    Raises StoreError with the reason when the database cannot be opened or migrated.
+    """
+    engine = make_engine(resolve_url(url))
+    if upgrade:
+        try:
+            migrate.upgrade(engine)
+        except StoreError as exc:
+            engine.dispose()
+            reason = str(exc.__cause__ or exc).splitlines()[0]
+            where = engine.url.render_as_string(hide_password=True)
+            raise StoreError(
+                f"cannot open the event store {where}: {reason}{_hint(engine)}"
+            ) from exc
+    return Store(engine)
+
+
+def _hint(engine: Engine) -> str:
+    """Why SQLite may have failed: it needs to write the file and create -wal/-shm beside it."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database.startswith("file:"):
+        return ""
+    path = Path(database)
+    if not os.access(path.parent, os.W_OK):
+        return f" (the directory {path.parent} is read-only or not writable)"
+    if path.exists() and not os.access(path, os.W_OK):
+        return f" (the file {path} is read-only)"
+    return ""
+
+
+def _reading(action: Callable[[], T]) -> T:
+    try:
+        return action()
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot read the event store: {exc}") from exc

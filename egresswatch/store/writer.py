@@ -1,0 +1,289 @@
+"""The store's single writer thread: a bounded queue in, batched transactions out.
+
+`submit` never blocks the pipeline: when the queue is full the event is dropped and counted.
+When the database cannot be written (read-only, disk full, server gone) the current batch is
+kept and retried with back-off while new events queue up to the bound, so memory stays bounded.
+"""
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from egresswatch.counters import Counters
+from egresswatch.model import Event
+from egresswatch.store.ingest import Ingest
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+BATCH_SIZE = 500
+BATCH_INTERVAL = 0.2
+CHECKPOINT_INTERVAL = 1.0
+MAX_BUFFER = 50_000
+RETRY_MIN, RETRY_MAX = 0.2, 5.0
+LOG_REPEAT = 60.0
+
+
+def failure_kind(exc: BaseException) -> str:
+    """A short counter key for why a write failed (SQLite message or PostgreSQL SQLSTATE)."""
+    orig = getattr(exc, "orig", exc)
+    state = getattr(orig, "sqlstate", None) or ""
+    text = str(orig).lower()
+    if "full" in text or state == "53100":
+        return "disk_full"
+    if "readonly" in text or "read-only" in text or state == "25006":
+        return "read_only"
+    if "unable to open" in text:
+        return "cannot_open"
+    if "i/o error" in text:
+        return "io_error"
+    if "locked" in text or "busy" in text:
+        return "locked"
+    return "unavailable" if isinstance(exc, OperationalError) else "other"
+
+
+class EventWriter:
+    """Owns the only write connection to the store; see the module docstring."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        batch_size: int = BATCH_SIZE,
+        batch_interval: float = BATCH_INTERVAL,
+        max_buffer: int = MAX_BUFFER,
+        checkpoint_interval: float = CHECKPOINT_INTERVAL,
+    ) -> None:
+        self._engine = engine
+        self._batch_size = batch_size
+        self._interval = batch_interval
+        self._checkpoint_interval = checkpoint_interval
+        self._queue: queue.Queue[Event] = queue.Queue(maxsize=max_buffer)
+        self._ingest = Ingest()
+        self._counters = Counters()
+        self._lock = threading.Lock()
+        self._progress = threading.Condition(self._lock)
+        self._accepted = 0
+        self._settled = 0  # written, or given up on at shutdown
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="egresswatch-store", daemon=True)
+        self._last_error: str | None = None
+        self._last_checkpoint = time.monotonic()
+        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
+
+    # -- producer side ---------------------------------------------------------------------
+
+    def start(self) -> "EventWriter":
+        self._thread.start()
+        return self
+
+    def submit(self, event: Event) -> bool:
+        """Queue `event` for writing; False (and a counted drop) when the buffer is full."""
+        with self._lock:
+            if self._stop.is_set():
+                self._counters.add("store.dropped.closed")
+                return False
+            try:
+                self._queue.put_nowait(event)
+            except queue.Full:
+                self._counters.add("store.dropped.queue_full")
+                return False
+            self._accepted += 1
+            self._counters.add("store.submitted")
+        return True
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything submitted so far is committed; False on timeout."""
+        with self._progress:
+            target = self._accepted
+            return self._progress.wait_for(lambda: self._settled >= target, timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued (for up to `timeout` seconds), then stop the thread."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        lost = self._queue.qsize()
+        if lost:
+            log.error("event store closed with %d events unwritten", lost)
+            with self._lock:
+                self._counters.add("store.dropped.shutdown", lost)
+
+    def call(self, action: Callable[[], T], timeout: float = 300.0) -> T:
+        """Run `action` on the writer thread between batches (e.g. retention), return its result.
+
+        Other writers would invalidate the interning caches; running here keeps one writer.
+        """
+        if not self._thread.is_alive():
+            return action()
+        future: Future[T] = Future()
+        self._calls.put((action, future))
+        return future.result(timeout)
+
+    def counters(self) -> Mapping[str, int]:
+        with self._lock:
+            return self._counters.snapshot()
+
+    @property
+    def last_error(self) -> str | None:
+        """The latest write failure while it lasts (None once writes succeed again)."""
+        return self._last_error
+
+    # -- writer thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        pending: list[Event] = []
+        while True:
+            self._run_calls()
+            if not pending:
+                pending = self._collect()
+            if not pending:
+                if self._stop.is_set():
+                    return
+                continue
+            try:
+                done = self._commit(pending)
+            except Exception:
+                # The containment point of the store: a bug must not kill the only writer.
+                log.exception("event store writer failed on a batch; dropping it")
+                self._give_up(pending, "store.dropped.bug")
+                done = True
+            if done:
+                pending = []
+            elif self._stop.is_set():
+                self._give_up(pending, "store.dropped.shutdown")
+                return
+
+    def _collect(self) -> list[Event]:
+        try:
+            first = self._queue.get(timeout=0.1)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self._interval
+        while len(batch) < self._batch_size:
+            try:
+                batch.append(self._queue.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._stop.is_set():
+                break
+            # Short waits: close() must not wait out a long batch interval.
+            time.sleep(min(remaining, 0.02))
+        return batch
+
+    def _commit(self, batch: Sequence[Event]) -> bool:
+        """Write `batch` in one transaction, retrying with back-off on failure; True once done."""
+        delay = RETRY_MIN
+        logged_at = 0.0
+        while True:
+            try:
+                written = self._write_or_isolate(batch)
+            except OperationalError as exc:
+                logged_at = self._report(exc, logged_at)
+                self._run_calls()
+                if self._stop.wait(delay):
+                    return False
+                delay = min(delay * 2, RETRY_MAX)
+                continue
+            self._settle(batch, written, logged_at)
+            return True
+
+    def _write_or_isolate(self, batch: Sequence[Event]) -> int:
+        try:
+            return self._write(batch)
+        except OperationalError:
+            raise
+        except (SQLAlchemyError, ValueError, KeyError, TypeError):
+            return self._write_one_by_one(batch)
+
+    def _write(self, batch: Sequence[Event]) -> int:
+        try:
+            with self._engine.begin() as conn:
+                return self._ingest.write(conn, batch)
+        except BaseException:
+            self._ingest.forget()
+            raise
+
+    def _write_one_by_one(self, batch: Sequence[Event]) -> int:
+        """A batch that fails for a reason other than the database's state: isolate bad events."""
+        written = 0
+        for event in batch:
+            try:
+                written += self._write([event])
+            except OperationalError:
+                raise
+            except (SQLAlchemyError, ValueError, KeyError, TypeError) as exc:
+                log.warning("event store rejected an event: %s", exc)
+                with self._lock:
+                    self._counters.add("store.dropped.invalid")
+        return written
+
+    def _settle(self, batch: Sequence[Event], written: int, logged_at: float) -> None:
+        if logged_at:
+            log.warning("event store writable again; resuming")
+        self._last_error = None
+        with self._progress:
+            self._counters.add("store.written", written)
+            self._counters.add("store.batches")
+            self._settled += len(batch)
+            self._progress.notify_all()
+        self._maybe_checkpoint()
+
+    def _report(self, exc: BaseException, logged_at: float) -> float:
+        kind = failure_kind(exc)
+        self._last_error = f"{kind}: {getattr(exc, 'orig', exc)}"
+        with self._lock:
+            self._counters.add(f"store.error.{kind}")
+        now = time.monotonic()
+        if not logged_at or now - logged_at >= LOG_REPEAT:
+            log.error(
+                "cannot write to the event store (%s); buffering, dropping when full",
+                self._last_error,
+            )
+            return now
+        return logged_at
+
+    def _give_up(self, batch: Sequence[Event], counter: str) -> None:
+        log.error("event store gave up on %d events (%s)", len(batch), counter)
+        with self._progress:
+            self._counters.add(counter, len(batch))
+            self._settled += len(batch)
+            self._progress.notify_all()
+
+    def _run_calls(self) -> None:
+        while not self._calls.empty():
+            action, future = self._calls.get_nowait()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(action())
+            except Exception as exc:  # handed to the caller, which re-raises it
+                future.set_exception(exc)
+            finally:
+                self._ingest.forget()
+
+    def _maybe_checkpoint(self) -> None:
+        # With synchronous=NORMAL only a checkpoint fsyncs the WAL; doing one a second bounds
+        # what a power cut can take back to about a second of commits.
+        if self._engine.dialect.name != "sqlite":
+            return
+        now = time.monotonic()
+        if now - self._last_checkpoint < self._checkpoint_interval:
+            return
+        self._last_checkpoint = now
+        try:
+            with self._engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        except SQLAlchemyError:
+            with self._lock:
+                self._counters.add("store.checkpoint_failed")
