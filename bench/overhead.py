@@ -1,0 +1,132 @@
+"""Agent overhead: CPU seconds per GB of a bulk transfer through the lab, against `tcpdump -w
+/dev/null` with the same filter in the same run; then idle CPU and RSS. Needs root.
+
+    sudo python3 bench/overhead.py [--gb 4] [--idle 60]
+"""
+
+import argparse
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from egresswatch.agent import Agent  # noqa: E402
+from egresswatch.attribute.resolver import ProcessResolver  # noqa: E402
+from egresswatch.capture.bpf import FILTER_EXPRESSION  # noqa: E402
+from egresswatch.capture.live import LiveCapture  # noqa: E402
+from tests.lab import Lab, lab  # noqa: E402
+
+SERVER = """
+import socket, sys
+size = int(sys.argv[1]); chunk = bytes(1 << 20)
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("0.0.0.0", 8080)); srv.listen(); print("READY", flush=True)
+while True:
+    conn, _ = srv.accept(); left = size
+    while left > 0:
+        left -= conn.send(chunk[: min(left, len(chunk))])
+    conn.close()
+"""
+
+
+def child() -> None:
+    """The agent under test: capture -> decode -> attribute -> name, events thrown away."""
+    capture = LiveCapture()
+    capture.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    agent = Agent(capture, ProcessResolver(), lambda event: None)
+    print("READY full", flush=True)
+    agent.run(stop)
+    counts = {**agent.all_counters().snapshot(), **capture.counters().snapshot()}
+    capture.stop()
+    print(json.dumps(counts), file=sys.stderr, flush=True)
+
+
+def download(net: Lab, size: int) -> float:
+    started = time.monotonic()
+    buf = bytearray(1 << 20)
+    got = 0
+    with socket.create_connection((net.server_ip, 8080)) as conn:
+        while n := conn.recv_into(buf):
+            got += n
+    assert got == size, (got, size)
+    return time.monotonic() - started
+
+
+def cpu(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--gb", type=float, default=4.0)
+    parser.add_argument("--idle", type=float, default=60.0)
+    parser.add_argument("mode", nargs="?", default="bench")
+    args = parser.parse_args()
+    if args.mode == "child":
+        child()
+        return
+    size = int(args.gb * 1e9)
+    with lab() as net:
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", net.internet_ns, sys.executable, "-c", SERVER, str(size)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert server.stdout is not None and "READY" in server.stdout.readline()
+        agent = subprocess.Popen(
+            [sys.executable, __file__, "child"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        assert agent.stdout is not None
+        mode = agent.stdout.readline().strip()
+        dump = subprocess.Popen(
+            ["tcpdump", "-i", "any", "-s", "65535", "-w", "/dev/null", FILTER_EXPRESSION],
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(3)
+        procs = {"agent": psutil.Process(agent.pid), "tcpdump": psutil.Process(dump.pid)}
+        before = {k: cpu(p) for k, p in procs.items()}
+        seconds = download(net, size)
+        time.sleep(1)
+        used = {k: cpu(p) - before[k] for k, p in procs.items()}
+        gb = size / 1e9
+        print(f"agent mode: {mode}")
+        print(f"transfer: {gb:.1f} GB in {seconds:.1f} s ({gb * 8 / seconds:.1f} Gbit/s)")
+        for name, value in used.items():
+            print(f"{name}: {value:.3f} CPU-s, {value / gb:.4f} CPU-s/GB")
+        ratio = used["agent"] / used["tcpdump"] if used["tcpdump"] else float("inf")
+        print(f"agent/tcpdump: {ratio:.2f}x")
+        idle_before = cpu(procs["agent"])
+        time.sleep(args.idle)
+        idle = cpu(procs["agent"]) - idle_before
+        rss = procs["agent"].memory_info().rss / 2**20
+        print(
+            f"idle {args.idle:.0f} s: {idle:.3f} CPU-s ({100 * idle / args.idle:.2f}% CPU), "
+            f"RSS {rss:.1f} MiB"
+        )
+        dump.terminate()
+        agent.terminate()
+        _out, err = agent.communicate(timeout=10)
+        print(f"agent counters: {err.strip().splitlines()[-1] if err.strip() else '-'}")
+        server.terminate()
+        server.wait(5)
+        dump.wait(5)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""The live agent loop: frames from capture -> observations -> attributed, named events -> a sink.
+
+Runs on the decode thread; the capture threads only fill the bounded queue it drains.
+"""
+
+import socket
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import Any, Literal, Protocol
+
+from egresswatch.capture.live import Frame
+from egresswatch.counters import Counters
+from egresswatch.model import Attribution, Event, FlowKey, Observation
+from egresswatch.naming import Namer
+from egresswatch.output import observation_to_dict
+from egresswatch.pipeline import ObservationDecoder
+
+EXPIRE_EVERY = 1.0
+DUPLICATE_WINDOW = 0.2
+LocalEnd = Literal["auto", "src", "dst"]
+LATENCY_SAMPLES = 10000
+
+
+class FrameSource(Protocol):
+    """Where frames come from (LiveCapture; a list in tests)."""
+
+    def get(self, timeout: float | None = None) -> Frame | None: ...
+
+
+class Attributor(Protocol):
+    """Who owns a packet's local socket (egresswatch.attribute.resolver.ProcessResolver).
+
+    `local` is "auto" (the sender when it is local) or "dst" (the receiver: DNS responses).
+    """
+
+    def attribute(
+        self, flow: FlowKey, ts: float, *, ifindex: int = 0, local: LocalEnd = "auto"
+    ) -> Attribution: ...
+
+
+class NoAttribution:
+    """Stands in where process attribution is unavailable; says so in every event."""
+
+    def __init__(self, reason: str = "attribution-unavailable") -> None:
+        self.reason = reason
+
+    def attribute(
+        self, flow: FlowKey, ts: float, *, ifindex: int = 0, local: LocalEnd = "auto"
+    ) -> Attribution:
+        return Attribution(f"unknown:{self.reason}")
+
+
+class Agent:
+    """Turns captured frames into events and hands each to `sink` as soon as it is complete."""
+
+    def __init__(
+        self,
+        source: FrameSource,
+        attributor: Attributor,
+        sink: Callable[[Event], None],
+        *,
+        decoder: ObservationDecoder | None = None,
+        namer: Namer | None = None,
+    ) -> None:
+        self.source = source
+        self.attributor = attributor
+        self.sink = sink
+        self.decoder = decoder or ObservationDecoder(emit_flows=True)
+        self.namer = namer or Namer()
+        self.counters = Counters()
+        self.latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
+        self._last_expire = 0.0
+        self._recent = _RecentFrames(DUPLICATE_WINDOW)
+        self._ifindex: dict[str, int] = {}
+
+    def run(self, stop: threading.Event) -> None:
+        """Drains the source until `stop` is set."""
+        while not stop.is_set():
+            frame = self.source.get(timeout=0.2)
+            now = time.time()
+            if frame is not None:
+                self.handle(frame)
+            if now - self._last_expire >= EXPIRE_EVERY:
+                self.decoder.expire(now)
+                self._ifindex.clear()  # interfaces come and go; indexes are reused
+                self._last_expire = now
+
+    def handle(self, frame: Frame) -> list[Event]:
+        """Decodes, attributes and names one frame; emits and returns its events."""
+        if self._recent.seen(frame.data, frame.ts):
+            # A bridged packet is captured on the bridge and again on the port it leaves by.
+            self.counters.add("agent.skipped.duplicate_frame")
+            return []
+        ifindex = self._index_of(frame.interface)
+        observations = self.decoder.decode_frame(frame.ts, frame.linktype, frame.data)
+        shared: dict[tuple[FlowKey, LocalEnd], Attribution] = {}  # flow + hello of one packet
+        events = [self.event(obs, ifindex, shared) for obs in observations]
+        for event in events:
+            self.sink(event)
+            self.latencies.append(time.time() - frame.ts)
+            self.counters.add(f"agent.emitted.{event.observation.kind}")
+        return events
+
+    def _index_of(self, interface: str) -> int:
+        index = self._ifindex.get(interface)
+        if index is None:
+            try:
+                index = socket.if_nametoindex(interface)
+            except OSError:
+                index = 0
+            self._ifindex[interface] = index
+        return index
+
+    def event(
+        self,
+        obs: Observation,
+        ifindex: int = 0,
+        shared: dict[tuple[FlowKey, LocalEnd], Attribution] | None = None,
+    ) -> Event:
+        """`obs` attributed and named; `shared` reuses lookups for the same packet's flow."""
+        # A DNS answer names the flows of the process that receives it, not of the server.
+        local: LocalEnd = "dst" if obs.dns is not None and obs.dns.is_response else "auto"
+        key = (obs.flow, local)
+        attribution = shared.get(key) if shared is not None else None
+        if attribution is None:
+            attribution = self._attribute(obs, ifindex, local)
+            if shared is not None:
+                shared[key] = attribution
+        process = attribution.process
+        naming = self.namer.name(obs, process.pid if process else None)
+        return Event(
+            obs,
+            attribution,
+            host=naming.host,
+            name_source=naming.source,
+            name_conflict=naming.conflict,
+            tool=process.tool if process else None,
+        )
+
+    def _attribute(self, obs: Observation, ifindex: int, local: LocalEnd) -> Attribution:
+        try:
+            result = self.attributor.attribute(obs.flow, obs.ts, ifindex=ifindex, local=local)
+        except Exception as err:  # the one containment point: a lookup bug must not stop capture
+            self.counters.add(f"agent.errors.attribute.{type(err).__name__}")
+            return Attribution("unknown:error")
+        self.counters.add(f"agent.attribution.{result.status.split(':', 1)[-1]}")
+        return result
+
+    def all_counters(self) -> Counters:
+        merged = Counters()
+        merged.merge(self.counters)
+        merged.merge(self.decoder.all_counters())
+        return merged
+
+
+class _RecentFrames:
+    """Frames seen in the last `window` seconds, by content hash, to drop bridged copies."""
+
+    def __init__(self, window: float, limit: int = 4096) -> None:
+        self._window = window
+        self._limit = limit
+        self._seen: OrderedDict[int, float] = OrderedDict()
+
+    def seen(self, data: bytes, ts: float) -> bool:
+        key = hash(data)
+        last = self._seen.pop(key, None)
+        self._seen[key] = ts
+        while self._seen and (
+            len(self._seen) > self._limit or next(iter(self._seen.values())) < ts - self._window
+        ):
+            self._seen.popitem(last=False)
+        return last is not None and ts - last <= self._window
+
+
+def latency_percentiles(samples: deque[float]) -> tuple[float, float] | None:
+    """p50 and p95 of packet-to-emit latency in seconds, or None without samples."""
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    return ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """The agent's JSON record: the replay contract plus process, attribution and naming fields."""
+    record = observation_to_dict(event.observation)
+    process = event.attribution.process
+    record.update(
+        attribution=event.attribution.status,
+        host=event.host,
+        name_source=event.name_source,
+        name_conflict=event.name_conflict,
+        tool=event.tool,
+        pid=process.pid if process else None,
+        process=process.name if process else None,
+        exe=process.exe if process else None,
+        exe_sha256=process.exe_sha256 if process else None,
+        cmdline=list(process.cmdline) if process else None,
+        user=process.user if process else None,
+        ppid=process.ppid if process else None,
+        ancestry=[{"pid": a.pid, "name": a.name, "exe": a.exe} for a in process.ancestry]
+        if process
+        else None,
+        netns=process.netns if process else None,
+        container=process.container if process else None,
+    )
+    return record
