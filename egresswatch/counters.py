@@ -1,4 +1,4 @@
-"""Named event counters shared by the pipeline stages (packets read, decoded, skipped per reason)."""
+"""Named event counters shared by the pipeline stages (frames read, decoded, skipped per reason)."""
 
 from collections import Counter
 from collections.abc import Mapping
