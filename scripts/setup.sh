@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up egresswatch on a Debian/Ubuntu machine (as root) and runs it.
-#   bash scripts/setup.sh run  [agent args...]   install, then run the agent (`egresswatch run` once the store lands)
+#   bash scripts/setup.sh run  [run args...]     install, then run the monitor (`egresswatch run`)
 #   bash scripts/setup.sh test [pytest args...]  install with test dependencies, start PostgreSQL, run the suite
 # Idempotent: a second call only checks what is there.
 set -euo pipefail
@@ -49,7 +49,7 @@ case "$mode" in
     need_root
     apt_install libpcap0.8 iproute2
     python_env ""
-    exec "$venv/bin/egresswatch" agent --jsonl "$@"
+    exec "$venv/bin/egresswatch" run "$@"
     ;;
   test)
     need_root
@@ -57,6 +57,8 @@ case "$mode" in
     python_env "[test]"
     start_postgres
     cd "$root"
+    "$venv/bin/ruff" check .
+    "$venv/bin/mypy"
     exec "$venv/bin/python" -m pytest "$@"
     ;;
   *)
