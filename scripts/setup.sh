@@ -32,6 +32,7 @@ python_env() {
 }
 
 start_postgres() {
+  cd /  # su postgres cannot enter a root-only work tree
   apt_install postgresql
   local ver; ver=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
   pg_lsclusters -h | grep -q "^$ver main" || pg_createcluster "$ver" main >/dev/null

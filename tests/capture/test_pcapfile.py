@@ -168,7 +168,9 @@ def test_classic_pcap_both_byte_orders(tmp_path: Path, order: str) -> None:
 def test_nanosecond_pcap(tmp_path: Path, order: str) -> None:
     path = write(tmp_path, "n.pcap", pcap_bytes([(1_700_000_000, 999_999_001, b"a")], order, True))
     (frame,) = read_frames(path)
-    assert Decimal(repr(frame.ts)) == pytest.approx(Decimal("1700000000.999999001"), abs=1e-6)
+    assert Decimal(repr(frame.ts)) == pytest.approx(
+        Decimal("1700000000.999999001"), abs=Decimal("1e-6")
+    )
     assert frame.ts > 1_700_000_000.999998
 
 
