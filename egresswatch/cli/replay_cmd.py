@@ -32,10 +32,16 @@ def replay_file(
     path: Path, decoder: ObservationDecoder, counters: Counters
 ) -> Iterator[Observation]:
     """Observations of one capture file, in capture order."""
-    for frames, frame in enumerate(read_frames(path, counters), start=1):
-        yield from decoder.decode_frame(frame.ts, frame.linktype, frame.data)
-        if frames % _EXPIRE_EVERY == 0:
-            decoder.expire(frame.ts)
+    decode = decoder.decode_frame
+    countdown = _EXPIRE_EVERY
+    for ts, linktype, data in read_frames(path, counters):
+        found = decode(ts, linktype, data)
+        if found:
+            yield from found
+        countdown -= 1
+        if not countdown:
+            decoder.expire(ts)
+            countdown = _EXPIRE_EVERY
 
 
 def _observations(files: Sequence[Path], counters: Counters) -> Iterator[Observation]:

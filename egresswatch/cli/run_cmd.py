@@ -7,13 +7,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from egresswatch.classify.catalog import load_catalog
-from egresswatch.cli.agent_cmd import build_attributor, stop_on_signals
-from egresswatch.config import load_settings
-from egresswatch.daemon import build_service
 from egresswatch.errors import CaptureError, ConfigError, StoreError
 from egresswatch.output import for_rich
-from egresswatch.store.database import open_store
 
 
 def run(
@@ -33,6 +28,13 @@ def run(
 
     Read the results with `egresswatch events` (e.g. `egresswatch events --since 10m`).
     """
+    # The whole service (capture, attribution, SQLAlchemy, Alembic) loads only for this command.
+    from egresswatch.classify.catalog import load_catalog
+    from egresswatch.cli.agent_cmd import build_attributor, stop_on_signals
+    from egresswatch.config import load_settings
+    from egresswatch.daemon import build_service
+    from egresswatch.store.database import open_store
+
     stderr = Console(stderr=True)
     try:
         settings = load_settings(config)

@@ -9,19 +9,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from egresswatch.errors import StoreError
-from egresswatch.store import EventFilter, Store, open_store
-from egresswatch.store.engine import resolve_url
-from egresswatch.store.export import FORMATS, event_record
+
+if TYPE_CHECKING:  # the store (SQLAlchemy, Alembic) is imported when a command needs it
+    from egresswatch.store import EventFilter, Store
 
 DbOption = Annotated[
     str | None,
@@ -87,7 +85,10 @@ def _escape_char(ch: str) -> str:
 
 
 @contextmanager
-def _store(url: str | None, *, must_exist: bool = True) -> Iterator[Store]:
+def _store(url: str | None, *, must_exist: bool = True) -> Iterator["Store"]:
+    from egresswatch.store import open_store
+    from egresswatch.store.engine import resolve_url
+
     resolved = resolve_url(url)
     try:
         if must_exist:
@@ -104,6 +105,9 @@ def _store(url: str | None, *, must_exist: bool = True) -> Iterator[Store]:
 
 
 def _require_database(url: str) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -121,7 +125,9 @@ def _fail(message: str) -> NoReturn:
 
 def _filter(
     since: str | None, until: str | None, tool: str | None, category: str | None, host: str | None
-) -> EventFilter:
+) -> "EventFilter":
+    from egresswatch.store import EventFilter
+
     now = time.time()
     return EventFilter(
         since=None if since is None else parse_when(since, now),
@@ -177,6 +183,8 @@ def events(
     flt = _filter(since, until, tool, category, host)
     with _store(db) as store:
         stored = store.query_events(flt, limit)
+    from egresswatch.store.export import event_record
+
     records = [event_record(s) for s in stored]
     if as_json:
         for record in records:
@@ -210,6 +218,8 @@ def export(
     host: HostOption = None,
 ) -> None:
     """Write every matching event, oldest first, as JSON lines or CSV."""
+    from egresswatch.store.export import FORMATS
+
     if fmt not in FORMATS:
         raise typer.BadParameter(f"use one of: {', '.join(FORMATS)}", param_hint="--format")
     flt = _filter(since, until, tool, category, host)

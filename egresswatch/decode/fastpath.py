@@ -35,9 +35,12 @@ def tcp_flow_key(linktype: int, data: bytes) -> tuple[bytes, int] | None:
 def _ipv4(data: bytes, ip: int) -> tuple[bytes, int] | None:
     if len(data) < ip + 20 or data[ip + 9] != _TCP or data[ip + 6] & 0x3F or data[ip + 7]:
         return None  # not TCP, or a fragment (MF flag or an offset)
-    tcp = ip + (data[ip] & 0x0F) * 4
+    header = data[ip] & 0x0F
+    tcp = ip + header * 4
     if len(data) < tcp + 14:
         return None
+    if header == 5:  # no options: addresses and ports are contiguous
+        return data[ip + 12 : ip + 24], data[tcp + 13]
     return data[ip + 12 : ip + 20] + data[tcp : tcp + 4], data[tcp + 13]
 
 
