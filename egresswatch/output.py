@@ -1,17 +1,15 @@
 """Observations as the replay JSONL contract (docs/replay-jsonl.md) and as safe text for people."""
 
 import json
-import re
+import unicodedata
 from collections.abc import Iterable
 from typing import Any, TextIO
 
 from rich.markup import escape as rich_escape
 
-from egresswatch.model import ClientHello, DnsMessage, Observation
+from egresswatch.model import ClientHello, DnsMessage, Event, Observation
 
-_UNPRINTABLE = re.compile(
-    r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069]"
-)
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
 def observation_to_dict(obs: Observation) -> dict[str, Any]:
@@ -35,6 +33,48 @@ def observation_to_dict(obs: Observation) -> dict[str, Any]:
         record["quic_version"] = f"0x{(obs.quic_version or 0):08x}"
     if obs.tunneled:
         record["tunneled"] = True
+    return record
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """An event as JSON: the observation's keys plus process, naming and classification.
+
+    The one record shape of `agent --jsonl`, `events --json` and `export` (docs/events.md).
+    """
+    record = observation_to_dict(event.observation)
+    process = event.attribution.process
+    record.update(
+        attribution=event.attribution.status,
+        host=event.host,
+        name_source=event.name_source,
+        name_conflict=event.name_conflict,
+        category=event.category,
+        catalog_entry=event.catalog_entry,
+        tool=event.tool,
+        pid=None,
+        process=None,
+        exe=None,
+        exe_sha256=None,
+        cmdline=None,
+        user=None,
+        ppid=None,
+        ancestry=None,
+        netns=None,
+        container=None,
+    )
+    if process is not None:
+        record.update(
+            pid=process.pid,
+            process=process.name,
+            exe=process.exe,
+            exe_sha256=process.exe_sha256,
+            cmdline=list(process.cmdline),
+            user=process.user,
+            ppid=process.ppid,
+            ancestry=[{"pid": a.pid, "name": a.name, "exe": a.exe} for a in process.ancestry],
+            netns=process.netns,
+            container=process.container,
+        )
     return record
 
 
@@ -77,10 +117,25 @@ def write_jsonl(observations: Iterable[Observation], out: TextIO) -> int:
 
 
 def printable(text: str | None) -> str:
-    """Attacker-controlled text made safe for a terminal: control and bidi characters as \\xHH."""
+    """Attacker-controlled text made safe for a terminal.
+
+    Control, format (bidi overrides, zero-width), private-use, surrogate, unassigned and
+    line/paragraph-separator characters are shown as \\xHH, \\uHHHH or \\UHHHHHHHH.
+    """
     if text is None:
         return ""
-    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    if text.isprintable() and text.isascii():
+        return text
+    return "".join(_escape_char(ch) for ch in text)
+
+
+def _escape_char(ch: str) -> str:
+    if unicodedata.category(ch) not in _UNSAFE_CATEGORIES:
+        return ch
+    code = ord(ch)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def for_rich(text: str | None) -> str:

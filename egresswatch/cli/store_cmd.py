@@ -4,7 +4,6 @@ import json
 import re
 import sys
 import time
-import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from egresswatch.errors import StoreError
+from egresswatch.output import printable, to_json_line
 
 if TYPE_CHECKING:  # the store (SQLAlchemy, Alembic) is imported when a command needs it
     from egresswatch.store import EventFilter, Store
@@ -35,7 +35,6 @@ HostOption = Annotated[str | None, typer.Option(help="Only this host and names u
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
-_UNSAFE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
 def register(app: typer.Typer) -> None:
@@ -62,26 +61,6 @@ def parse_when(text: str, now: float) -> float:
     except ValueError:
         raise typer.BadParameter(f"not a duration, epoch or ISO time: {text!r}") from None
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-
-
-def printable(text: str) -> str:
-    """`text` with control, format and unassigned characters shown as \\xHH or \\uHHHH."""
-    if text.isprintable() and text.isascii():
-        return text
-    return "".join(_escape_char(ch) for ch in text)
-
-
-def _escape_char(ch: str) -> str:
-    if unicodedata.category(ch) not in _UNSAFE:
-        return ch
-    code = ord(ch)
-    return (
-        f"\\x{code:02x}"
-        if code < 0x100
-        else f"\\u{code:04x}"
-        if code < 0x10000
-        else f"\\U{code:08x}"
-    )
 
 
 @contextmanager
@@ -188,7 +167,7 @@ def events(
     records = [event_record(s) for s in stored]
     if as_json:
         for record in records:
-            typer.echo(json.dumps(record, separators=(",", ":")))
+            typer.echo(to_json_line(record))
         return
     _print_table(records)
 
@@ -196,9 +175,9 @@ def events(
 def _print_table(records: list[dict[str, Any]]) -> None:
     table = Table("time", "kind", "process", "tool", "host", "category", "destination", "via")
     for r in records:
-        proc = f"{r['process']}[{r['pid']}]" if r["pid"] is not None else r["status"]
+        proc = f"{r['process']}[{r['pid']}]" if r["pid"] is not None else r["attribution"]
         cells = (
-            r["time"], r["kind"], proc, r["tool"], r["host"] or r["qname"], r["category"],
+            r["time"], r["kind"], proc, r["tool"], r["host"] or r.get("qname"), r["category"],
             f"{r['dst']}:{r['dport']}", r["name_source"],
         )  # fmt: skip
         # Text cells are never parsed as markup, and printable() defuses terminal controls.

@@ -216,7 +216,12 @@ def test_export_jsonl_and_csv(store: Store) -> None:
     assert store.export("jsonl", out) == 2
     records = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [r["kind"] for r in records] == ["dns", "tls"]
-    assert records[0]["answers"][1] == ["edge.example-cdn.net", "A", "104.21.75.20", 60]
+    assert records[0]["answers"][1] == {
+        "name": "edge.example-cdn.net",
+        "type": "A",
+        "data": "104.21.75.20",
+        "ttl": 60,
+    }
     assert records[1]["cmdline"] == ["=HYPERLINK(1)", "-x"]
     out = io.StringIO()
     assert store.export("csv", out, EventFilter(since=T0 + 0.5)) == 1
