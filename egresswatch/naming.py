@@ -2,10 +2,9 @@
 answer seen on the box for its address. Pure given its inputs (time is passed in) and bounded.
 """
 
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
+from egresswatch.lru import Lru
 from egresswatch.model import DnsMessage, FlowKey, NameSource, Observation
 
 MAX_ENTRIES = 65536
@@ -14,8 +13,6 @@ TTL_GRACE = 30.0  # connections often start just after a short-TTL answer expire
 TTL_MAX = 86400.0
 _ADDRESS_TYPES = ("A", "AAAA")
 _MAX_CHAIN = 16
-K = TypeVar("K")
-V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,31 +32,6 @@ class _Answer:
 
 
 _DnsHit = tuple[_Answer, NameSource]
-
-
-class _Lru(Generic[K, V]):
-    """A dictionary that forgets its least recently used entries beyond `limit`."""
-
-    __slots__ = ("_items", "_limit")
-
-    def __init__(self, limit: int) -> None:
-        self._items: OrderedDict[K, V] = OrderedDict()
-        self._limit = limit
-
-    def get(self, key: K) -> V | None:
-        value = self._items.get(key)
-        if value is not None:
-            self._items.move_to_end(key)
-        return value
-
-    def put(self, key: K, value: V) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        if len(self._items) > self._limit:
-            self._items.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 def normalise(name: str) -> str:
@@ -105,9 +77,9 @@ class Namer:
     """
 
     def __init__(self, limit: int = MAX_ENTRIES) -> None:
-        self._by_pid: _Lru[tuple[int, str], _Answer] = _Lru(limit)
-        self._by_ip: _Lru[str, _Answer] = _Lru(limit)
-        self._hellos: _Lru[FlowKey, tuple[str, NameSource, float]] = _Lru(limit)
+        self._by_pid: Lru[tuple[int, str], _Answer] = Lru(limit)
+        self._by_ip: Lru[str, _Answer] = Lru(limit)
+        self._hellos: Lru[FlowKey, tuple[str, NameSource, float]] = Lru(limit)
 
     def name(self, obs: Observation, pid: int | None) -> Naming:
         """Learns from `obs` and names it; `pid` is the attributed process, when known."""
