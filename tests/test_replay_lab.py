@@ -108,7 +108,7 @@ def _wait_line(proc: "subprocess.Popen[str]", needle: str) -> None:
         line = proc.stdout.readline()
         if needle in line:
             return
-    raise AssertionError(f"{proc.args} did not print {needle!r}")
+    raise AssertionError(f"{proc.args!r} did not print {needle!r}")
 
 
 def _drive_clients(ns: list[str], tmp: Path) -> None:

@@ -10,6 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from egresswatch.cli import store_cmd
+from egresswatch.output import printable
 from egresswatch.store import open_store
 from tests.store.factory import HOSTILE, dns_response, process, tls_hello
 
@@ -127,5 +128,5 @@ def test_parse_when_forms() -> None:
 
 
 def test_printable_escapes_controls_only() -> None:
-    assert store_cmd.printable("héllo wörld") == "héllo wörld"
-    assert store_cmd.printable("a\x00b\x1b\u202e\u2028") == "a\\x00b\\x1b\\u202e\\u2028"
+    assert printable("héllo wörld") == "héllo wörld"
+    assert printable("a\x00b\x1b\u202e\u2028") == "a\\x00b\\x1b\\u202e\\u2028"
