@@ -1,7 +1,7 @@
 """`egresswatch replay`: decode capture files and print their observations."""
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -9,7 +9,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from egresswatch.capture.pcapfile import read_frames
@@ -21,6 +28,7 @@ from egresswatch.pipeline import ObservationDecoder
 
 _PROGRESS_MIN_BYTES = 64 * 1024 * 1024
 _EXPIRE_EVERY = 4096
+_RECORD_HEADER = 16  # a pcap record header; pcapng blocks add a little more
 
 
 class OutputFormat(StrEnum):
@@ -29,26 +37,39 @@ class OutputFormat(StrEnum):
 
 
 def replay_file(
-    path: Path, decoder: ObservationDecoder, counters: Counters
+    path: Path,
+    decoder: ObservationDecoder,
+    counters: Counters,
+    progress: Callable[[int], None] | None = None,
 ) -> Iterator[Observation]:
-    """Observations of one capture file, in capture order."""
+    """Observations of one capture file, in capture order.
+
+    `progress`, when given, is told every few thousand frames about how many bytes of the file
+    have been read (record sizes added up: exact for pcap, close for pcapng).
+    """
     decode = decoder.decode_frame
     countdown = _EXPIRE_EVERY
+    consumed = 0
     for ts, linktype, data in read_frames(path, counters):
         found = decode(ts, linktype, data)
         if found:
             yield from found
+        consumed += len(data) + _RECORD_HEADER
         countdown -= 1
         if not countdown:
             decoder.expire(ts)
             countdown = _EXPIRE_EVERY
+            if progress is not None:
+                progress(consumed)
 
 
-def _observations(files: Sequence[Path], counters: Counters) -> Iterator[Observation]:
+def _observations(
+    files: Sequence[Path], counters: Counters, progress: Callable[[int], None] | None = None
+) -> Iterator[Observation]:
     for path in files:
         decoder = ObservationDecoder()
         try:
-            yield from replay_file(path, decoder, counters)
+            yield from replay_file(path, decoder, counters, progress)
         finally:
             counters.merge(decoder.all_counters())
 
@@ -56,23 +77,30 @@ def _observations(files: Sequence[Path], counters: Counters) -> Iterator[Observa
 def _with_progress(
     files: Sequence[Path], counters: Counters, stderr: Console
 ) -> Iterator[Observation]:
+    """Observations of every file, with a progress bar on stderr for large inputs on a terminal."""
     total = sum(p.stat().st_size for p in files)
     if not stderr.is_terminal or total < _PROGRESS_MIN_BYTES:
         yield from _observations(files, counters)
         return
-    with Progress(
-        *Progress.get_default_columns()[:-1],
+    columns = (
+        TextColumn("replay"),
         BarColumn(),
+        TaskProgressColumn(),
         TransferSpeedColumn(),
-        console=stderr,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("replay", total=total)
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=stderr, transient=True) as bar:
+        task = bar.add_task("replay", total=total)
         done = 0
         for path in files:
-            yield from _observations([path], counters)
-            done += path.stat().st_size
-            progress.update(task, completed=done)
+            size = path.stat().st_size
+
+            def advance(consumed: int, base: int = done, cap: int = size) -> None:
+                bar.update(task, completed=base + min(consumed, cap))
+
+            yield from _observations([path], counters, advance)
+            done += size
+            bar.update(task, completed=done)
 
 
 def _print_table(observations: Iterator[Observation], console: Console) -> int:
