@@ -11,8 +11,27 @@ from typing import Any
 
 from sqlalchemy import Column, Connection, insert, select
 
-from egresswatch.model import Event, ProcessInfo
-from egresswatch.store.schema import DNS_PROTO_CODES, KIND_CODES, NAME_SOURCE_CODES, TRANSPORT_CODES
+from egresswatch.model import Event, Observation, ProcessInfo
+from egresswatch.store.schema import (
+    DNS_PROTO_CODES,
+    FLAG_DNS_ID,
+    FLAG_DNS_OPCODE,
+    FLAG_DNS_PROTO,
+    FLAG_DNS_RESPONSE,
+    FLAG_DNS_TRUNCATED,
+    FLAG_KIND,
+    FLAG_NAME_CONFLICT,
+    FLAG_NAME_IS_HOST,
+    FLAG_NAME_SOURCE,
+    FLAG_PORTS_SWAPPED,
+    FLAG_TRANSPORT,
+    FLAG_TUNNELED,
+    KIND_CODES,
+    NAME_SOURCE_CODES,
+    TRANSPORT_CODES,
+    pack_flags,
+    pack_ports,
+)
 from egresswatch.store.statements import (
     ADDR,
     DEST_CLASS,
@@ -25,7 +44,6 @@ from egresswatch.store.statements import (
     T_DEST,
     T_DTOOL,
     T_EXE,
-    T_HELLO,
     T_NAME,
     T_PROC,
     insert_events,
@@ -200,57 +218,44 @@ class Ingest:
     def _event_row(self, conn: Connection, ev: Event) -> dict[str, Any]:
         obs = ev.observation
         proc = ev.attribution.process
+        ports, swapped = pack_ports(obs.flow.sport, obs.flow.dport)
+        name = _event_name(ev)
+        name_is_host = name is not None and name == ev.host
         row: dict[str, Any] = {
             "ts": obs.ts,
-            "kind": KIND_CODES[obs.kind],
-            "transport": TRANSPORT_CODES[obs.flow.transport],
+            "flags": _flags(ev, swapped, name_is_host),
             "src_id": self.address(conn, obs.flow.src),
-            "sport": obs.flow.sport,
             "dst_id": self.address(conn, obs.flow.dst),
-            "dport": obs.flow.dport,
-            "tunneled": obs.tunneled,
+            "ports": ports,
             "status_id": self.label(conn, ev.attribution.status),
             "process_id": None if proc is None else self.process(conn, proc, obs.ts),
             "destination_id": self._destination(conn, ev, obs.ts),
-            "name_source": None if ev.name_source is None else NAME_SOURCE_CODES[ev.name_source],
-            "name_conflict": ev.name_conflict,
-            "tool": opt(ev.tool),
-            "dns_proto": None if obs.dns_proto is None else DNS_PROTO_CODES[obs.dns_proto],
+            "tool_id": None if ev.tool is None else self.label(conn, ev.tool),
+            "name_id": None if name is None or name_is_host else self.host(conn, name),
+            "detail_id": self._detail(conn, ev),
         }
-        row.update(self._dns_columns(conn, ev))
-        row.update(self._hello_columns(conn, ev, row["dst_id"]))
+        hello = obs.hello
+        if hello is not None and hello.sni is not None:
+            source = "quic-sni" if obs.kind == "quic" else "sni"
+            sni_id = self.host(conn, hello.sni)
+            self._bind_name(conn, row["dst_id"], sni_id, source, ts=obs.ts, expires=None)
         return row
 
-    def _dns_columns(self, conn: Connection, ev: Event) -> dict[str, Any]:
-        dns = ev.observation.dns
-        if dns is None:
-            return dict.fromkeys(_DNS_COLUMNS)
-        return {
-            "dns_id": dns.id,
-            "dns_response": dns.is_response,
-            "dns_opcode": dns.opcode,
-            "dns_truncated": dns.truncated,
-            "qname_id": None if dns.qname is None else self.host(conn, dns.qname),
-            "qtype_id": None if dns.qtype is None else self.label(conn, dns.qtype),
-            "rcode_id": None if dns.rcode is None else self.label(conn, dns.rcode),
-        }
-
-    def _hello_columns(self, conn: Connection, ev: Event, dst_id: int) -> dict[str, Any]:
+    def _detail(self, conn: Connection, ev: Event) -> int | None:
         obs = ev.observation
-        hello = obs.hello
-        if hello is None:
-            return dict.fromkeys(_HELLO_COLUMNS) | {"quic_version": obs.quic_version}
-        sni_id = None if hello.sni is None else self.host(conn, hello.sni)
-        if sni_id is not None:
-            source = "quic-sni" if obs.kind == "quic" else "sni"
-            self._bind_name(conn, dst_id, sni_id, source, ts=obs.ts, expires=None)
-        shape = (to_json(hello.alpn), hello.legacy_version, to_json(hello.supported_versions),
-                 hello.ech)  # fmt: skip
-        hello_id = self.ids.get(("hello_shapes", shape))
-        if hello_id is None:
-            values = dict(zip(("alpn", "tls_version", "tls_versions", "ech"), shape, strict=True))
-            hello_id = self.ids[("hello_shapes", shape)] = select_or_insert(conn, T_HELLO, values)
-        return {"sni_id": sni_id, "hello_id": hello_id, "quic_version": obs.quic_version}
+        dns, hello = obs.dns, obs.hello
+        key = (
+            None if dns is None else (dns.qtype, dns.rcode),
+            None if hello is None else (hello.alpn, hello.legacy_version,
+                                        hello.supported_versions, hello.ech),
+            obs.quic_version,
+        )  # fmt: skip
+        if key == (None, None, None):
+            return None
+        hit = self.ids.get(("detail", key))
+        if hit is None:
+            hit = self.ids[("detail", key)] = self.label(conn, detail_text(obs))
+        return hit
 
     def _answers(self, conn: Connection, event_id: int, ev: Event) -> list[dict[str, Any]]:
         dns = ev.observation.dns
@@ -268,7 +273,8 @@ class Ingest:
                 {
                     "event_id": event_id,
                     "ord": ord_,
-                    "hostname_id": self.host(conn, ans.name),
+                    # The common answer is for the question's own name: NULL says so.
+                    "hostname_id": None if ans.name == dns.qname else self.host(conn, ans.name),
                     "type_id": self.label(conn, ans.type),
                     "address_id": addr_id,
                     "data": None if addr_id is not None else opt(ans.data),
@@ -303,16 +309,48 @@ class Ingest:
         self._names.clear()
 
 
-_DNS_COLUMNS = (
-    "dns_id",
-    "dns_response",
-    "dns_opcode",
-    "dns_truncated",
-    "qname_id",
-    "qtype_id",
-    "rcode_id",
-)
-_HELLO_COLUMNS = ("sni_id", "hello_id", "quic_version")
+def detail_text(obs: Observation) -> str:
+    """The few-valued parts of an observation as one JSON label: a list of tagged parts,
+    ["d", qtype, rcode] for DNS, ["h", alpn, legacy_version, supported_versions, ech] for a
+    hello, ["v", quic_version], in that order (queries look for a leading DNS part).
+    """
+    parts: list[list[Any]] = []
+    if obs.dns is not None:
+        parts.append(["d", obs.dns.qtype, obs.dns.rcode])
+    if obs.hello is not None:
+        h = obs.hello
+        parts.append(["h", list(h.alpn), h.legacy_version, list(h.supported_versions), h.ech])
+    if obs.quic_version is not None:
+        parts.append(["v", obs.quic_version])
+    return to_json(parts)
+
+
+def _event_name(ev: Event) -> str | None:
+    """The name the packet itself carries: a DNS question's or a hello's SNI."""
+    obs = ev.observation
+    if obs.dns is not None:
+        return obs.dns.qname
+    return None if obs.hello is None else obs.hello.sni
+
+
+def _flags(ev: Event, ports_swapped: int, name_is_host: bool) -> int:
+    obs = ev.observation
+    fields = {
+        FLAG_KIND: KIND_CODES[obs.kind],
+        FLAG_TRANSPORT: TRANSPORT_CODES[obs.flow.transport],
+        FLAG_TUNNELED: int(obs.tunneled),
+        FLAG_NAME_CONFLICT: int(ev.name_conflict),
+        FLAG_NAME_SOURCE: 0 if ev.name_source is None else NAME_SOURCE_CODES[ev.name_source] + 1,
+        FLAG_DNS_PROTO: 0 if obs.dns_proto is None else DNS_PROTO_CODES[obs.dns_proto] + 1,
+        FLAG_PORTS_SWAPPED: ports_swapped,
+        FLAG_NAME_IS_HOST: int(name_is_host),
+    }
+    if obs.dns is not None:
+        fields[FLAG_DNS_RESPONSE] = int(obs.dns.is_response)
+        fields[FLAG_DNS_TRUNCATED] = int(obs.dns.truncated)
+        fields[FLAG_DNS_ID] = obs.dns.id
+        fields[FLAG_DNS_OPCODE] = obs.dns.opcode
+    return pack_flags(fields)
 
 
 def _seen_params(row_id: int, seen: _Seen) -> dict[str, Any]:

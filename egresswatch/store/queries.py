@@ -1,11 +1,12 @@
 """The store's read side: events in a time window, filtered, rebuilt as model records; stats."""
 
 import json
+import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
-from sqlalchemy import Engine, Row, Select, and_, func, or_, select, text
+from sqlalchemy import ColumnElement, Engine, Row, Select, and_, func, or_, select, text
 from sqlalchemy.orm import Session, aliased
 
 from egresswatch.model import (
@@ -20,20 +21,43 @@ from egresswatch.model import (
     ProcessRef,
 )
 from egresswatch.store.schema import (
+    BLOCK_BITS,
     DNS_PROTO_CODES,
+    FLAG_DNS_ID,
+    FLAG_DNS_OPCODE,
+    FLAG_DNS_PROTO,
+    FLAG_DNS_RESPONSE,
+    FLAG_DNS_TRUNCATED,
+    FLAG_KIND,
+    FLAG_NAME_CONFLICT,
+    FLAG_NAME_IS_HOST,
+    FLAG_NAME_SOURCE,
+    FLAG_PORTS_SWAPPED,
+    FLAG_TRANSPORT,
+    FLAG_TUNNELED,
     KIND_CODES,
     NAME_SOURCE_CODES,
     TRANSPORT_CODES,
     Address,
     Base,
     Destination,
+    DestinationBlock,
     DnsAnswerRow,
     EventRow,
     Executable,
-    HelloShape,
     Hostname,
     Label,
     Process,
+    flag,
+    unpack_ports,
+)
+from egresswatch.store.window import (
+    id_bounds,
+    in_ids,
+    newest_ts,
+    nth_newest_ts,
+    oldest_ts,
+    window_top,
 )
 
 _KINDS = {v: k for k, v in KIND_CODES.items()}
@@ -41,6 +65,7 @@ _TRANSPORTS = {v: k for k, v in TRANSPORT_CODES.items()}
 _DNS_PROTOS = {v: k for k, v in DNS_PROTO_CODES.items()}
 _NAME_SOURCES = {v: k for k, v in NAME_SOURCE_CODES.items()}
 PAGE = 1000
+DNS_DETAIL = '[["d",'  # how ingest.detail_text starts for a DNS message
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +96,10 @@ class StoreStats:
 
 
 _status = aliased(Label, name="status")
-_qtype = aliased(Label, name="qtype")
-_rcode = aliased(Label, name="rcode")
+_tool = aliased(Label, name="tool")
+_detail = aliased(Label, name="detail")
 _dest_host = aliased(Hostname, name="dest_host")
-_qname = aliased(Hostname, name="qname")
-_sni = aliased(Hostname, name="sni")
+_name = aliased(Hostname, name="name")
 _src = aliased(Address, name="src")
 _dst = aliased(Address, name="dst")
 
@@ -91,11 +115,9 @@ def _base_query() -> Select[*tuple[Any, ...]]:
             _dest_host.name.label("host"),
             Destination.category,
             Destination.catalog_entry,
-            _qname.name.label("qname"),
-            _qtype.text.label("qtype"),
-            _rcode.text.label("rcode"),
-            _sni.name.label("sni"),
-            HelloShape,
+            _tool.text.label("tool"),
+            _name.name.label("name"),
+            _detail.text.label("detail"),
             _src.addr.label("src"),
             _dst.addr.label("dst"),
         )
@@ -106,11 +128,9 @@ def _base_query() -> Select[*tuple[Any, ...]]:
         .outerjoin(Executable, Executable.id == Process.exe_id)
         .outerjoin(Destination, Destination.id == EventRow.destination_id)
         .outerjoin(_dest_host, _dest_host.id == Destination.hostname_id)
-        .outerjoin(_qname, _qname.id == EventRow.qname_id)
-        .outerjoin(_qtype, _qtype.id == EventRow.qtype_id)
-        .outerjoin(_rcode, _rcode.id == EventRow.rcode_id)
-        .outerjoin(_sni, _sni.id == EventRow.sni_id)
-        .outerjoin(HelloShape, HelloShape.id == EventRow.hello_id)
+        .outerjoin(_tool, _tool.id == EventRow.tool_id)
+        .outerjoin(_name, _name.id == EventRow.name_id)
+        .outerjoin(_detail, _detail.id == EventRow.detail_id)
     )
 
 
@@ -126,57 +146,124 @@ def _filtered(query: Select[*tuple[Any, ...]], flt: EventFilter) -> Select[*tupl
     if flt.until is not None:
         conds.append(EventRow.ts < flt.until)
     if flt.tool is not None:
-        conds.append(EventRow.tool == flt.tool)
+        tool_id = select(Label.id).where(Label.text == flt.tool).scalar_subquery()
+        conds.append(EventRow.tool_id == tool_id)
     if flt.category is not None:
         conds.append(Destination.category == flt.category)
+        query = _in_destination_blocks(query, Destination.category == flt.category)
     if flt.host is not None:
         host = flt.host.rstrip(".").lower()
         pattern = _like_suffix(host)
+        # A DNS question's name (stored only where it is not the host) matches too.
+        is_dns = _detail.text.startswith(DNS_DETAIL, autoescape=True)
         conds.append(
             or_(
                 _dest_host.name == host,
                 _dest_host.name.like(pattern, escape="\\"),
-                _qname.name == host,
-                _qname.name.like(pattern, escape="\\"),
+                and_(is_dns, _name.name == host),
+                and_(is_dns, _name.name.like(pattern, escape="\\")),
             )
         )
     return query.where(and_(*conds)) if conds else query
 
 
+def _in_destination_blocks(
+    query: Select[*tuple[Any, ...]], which: ColumnElement[bool]
+) -> Select[*tuple[Any, ...]]:
+    """Only events in the blocks of the destinations `which` selects (index-backed: each pair
+    is a rowid range). An event matches its own (destination, block) pair once, so the inner
+    join adds no duplicates.
+    """
+    block = DestinationBlock.block * (1 << BLOCK_BITS)
+    return query.join(
+        DestinationBlock,
+        and_(
+            DestinationBlock.destination_id == EventRow.destination_id,
+            EventRow.id.between(block, block + (1 << BLOCK_BITS) - 1),
+        ),
+    ).where(DestinationBlock.destination_id.in_(select(Destination.id).where(which)))
+
+
 def query_events(engine: Engine, flt: EventFilter, limit: int = 100) -> list[StoredEvent]:
     """The newest `limit` events matching `flt`, oldest first."""
-    query = _filtered(_base_query(), flt).order_by(EventRow.ts.desc(), EventRow.id.desc())
+    if limit <= 0:
+        return []
     with Session(engine) as conn:
-        rows = list(conn.execute(query.limit(limit)))
-        answers = _answers(conn, [r.EventRow.id for r in rows if r.EventRow.kind == 0])
+        probe = _filtered(_base_query().with_only_columns(EventRow.ts), flt)
+        floor = nth_newest_ts(conn, probe, limit)
+        since = flt.since if floor is None else floor
+        bounds = id_bounds(conn, since, flt.until)
+        if bounds is None:
+            return []
+        query = _filtered(_base_query(), replace(flt, since=since)).where(in_ids(bounds))
+        query = query.order_by(EventRow.ts.desc(), EventRow.id.desc()).limit(limit)
+        rows = list(conn.execute(query))
+        answers = _answers(conn, rows)
     return [_stored(row, answers) for row in reversed(rows)]
 
 
 def iter_events(engine: Engine, flt: EventFilter, page: int = PAGE) -> Iterator[StoredEvent]:
-    """Every event matching `flt`, oldest first, read a page at a time (for export)."""
+    """Every event matching `flt`, oldest first, read a page at a time (for export).
+
+    Windows of a few pages' worth of blocks, each paged by (ts, id): no sort is ever larger
+    than a window, however many events there are. A later window never needs a block below
+    the previous one's first (its blocks all end before the new window starts).
+    """
+    low = -math.inf if flt.since is None else flt.since
     after: tuple[float, int] | None = None
-    while True:
-        query = _filtered(_base_query(), flt).order_by(EventRow.ts, EventRow.id).limit(page)
-        if after is not None:
-            ts, eid = after
-            query = query.where(or_(EventRow.ts > ts, and_(EventRow.ts == ts, EventRow.id > eid)))
+    blocks = max(4, (4 * page) >> BLOCK_BITS)
+    first = 0
+    while flt.until is None or low < flt.until:
         with Session(engine) as conn:
-            rows = list(conn.execute(query))
-            answers = _answers(conn, [r.EventRow.id for r in rows if r.EventRow.kind == 0])
+            window = window_top(conn, low, blocks, first)
+            if window is None:
+                return
+            top, first = window
+            rows, answers = _window_page(
+                conn, replace(flt, since=low), top, first, after=after, page=page
+            )
         yield from (_stored(row, answers) for row in rows)
-        if len(rows) < page:
-            return
-        after = (rows[-1].EventRow.ts, rows[-1].EventRow.id)
+        if len(rows) == page:
+            after = (rows[-1].EventRow.ts, rows[-1].EventRow.id)
+        else:
+            low, after = math.nextafter(top, math.inf), None
 
 
-def _answers(conn: Session, event_ids: Sequence[int]) -> dict[int, list[DnsAnswer]]:
-    out: dict[int, list[DnsAnswer]] = {}
+def _window_page(
+    conn: Session,
+    flt: EventFilter,
+    top: float,
+    first_block: int,
+    *,
+    after: tuple[float, int] | None,
+    page: int,
+) -> tuple[list[Row[Any]], dict[int, list["_Answer"]]]:
+    """Up to `page` events with flt.since <= ts <= top, after the (ts, id) key `after`."""
+    bounds = id_bounds(conn, flt.since, top, first_block)
+    if bounds is None:
+        return [], {}
+    query = _filtered(_base_query(), flt).where(in_ids(bounds), EventRow.ts <= top)
+    if after is not None:
+        ts, eid = after
+        query = query.where(or_(EventRow.ts > ts, and_(EventRow.ts == ts, EventRow.id > eid)))
+    rows = list(conn.execute(query.order_by(EventRow.ts, EventRow.id).limit(page)))
+    return rows, _answers(conn, rows)
+
+
+# One stored answer: its name (None: the question's), type, data and TTL.
+_Answer = tuple[str | None, str, str | None, int]
+
+
+def _answers(conn: Session, rows: Sequence[Row[Any]]) -> dict[int, list[_Answer]]:
+    """The stored answers of the DNS events among `rows`, by event id."""
+    event_ids = [r.EventRow.id for r in rows if (r.detail or "").startswith(DNS_DETAIL)]
+    out: dict[int, list[_Answer]] = {}
     if not event_ids:
         return out
     name, kind, addr = aliased(Hostname), aliased(Label), aliased(Address)
     query = (
         select(DnsAnswerRow, name.name, kind.text, addr.addr)
-        .join(name, name.id == DnsAnswerRow.hostname_id)
+        .outerjoin(name, name.id == DnsAnswerRow.hostname_id)
         .join(kind, kind.id == DnsAnswerRow.type_id)
         .outerjoin(addr, addr.id == DnsAnswerRow.address_id)
         .where(DnsAnswerRow.event_id.in_(event_ids))
@@ -184,62 +271,74 @@ def _answers(conn: Session, event_ids: Sequence[int]) -> dict[int, list[DnsAnswe
     )
     for ans, host, rtype, address in conn.execute(query):
         data = address if address is not None else ans.data
-        out.setdefault(ans.event_id, []).append(DnsAnswer(host, rtype, data, ans.ttl))
+        out.setdefault(ans.event_id, []).append((host, rtype, data, ans.ttl))
     return out
 
 
-def _stored(row: Row[Any], answers: dict[int, list[DnsAnswer]]) -> StoredEvent:
+def _stored(row: Row[Any], answers: dict[int, list[_Answer]]) -> StoredEvent:
     ev: EventRow = row.EventRow
     attribution = Attribution(row.status, _process(row))
     event = Event(
         observation=_observation(row, answers.get(ev.id, [])),
         attribution=attribution,
         host=row.host,
-        name_source=None if ev.name_source is None else _NAME_SOURCES[ev.name_source],  # type: ignore[arg-type]
-        name_conflict=bool(ev.name_conflict),
+        name_source=_code(_NAME_SOURCES, flag(ev.flags, FLAG_NAME_SOURCE)),  # type: ignore[arg-type]
+        name_conflict=bool(flag(ev.flags, FLAG_NAME_CONFLICT)),
         category=row.category,
         catalog_entry=row.catalog_entry,
-        tool=ev.tool,
+        tool=row.tool,
     )
     return StoredEvent(ev.id, event)
 
 
-def _observation(row: Row[Any], answers: list[DnsAnswer]) -> Observation:
+def _observation(row: Row[Any], answers: list[_Answer]) -> Observation:
     ev: EventRow = row.EventRow
-    kind = _KINDS[ev.kind]
-    flow = FlowKey(_TRANSPORTS[ev.transport], row.src, ev.sport, row.dst, ev.dport)  # type: ignore[arg-type]
-    dns = None
-    if ev.dns_id is not None:
-        dns = DnsMessage(
-            id=ev.dns_id,
-            is_response=bool(ev.dns_response),
-            opcode=ev.dns_opcode or 0,
-            qname=row.qname,
-            qtype=row.qtype,
-            rcode=row.rcode,
-            truncated=bool(ev.dns_truncated),
-            answers=tuple(answers),
-        )
-    hello = None
-    shape: HelloShape | None = row.HelloShape
-    if shape is not None:
-        hello = ClientHello(
-            sni=row.sni,
-            alpn=tuple(json.loads(shape.alpn)),
-            legacy_version=shape.tls_version,
-            supported_versions=tuple(json.loads(shape.tls_versions)),
-            ech=bool(shape.ech),
-        )
+    flags = ev.flags
+    transport = _TRANSPORTS[flag(flags, FLAG_TRANSPORT)]
+    sport, dport = unpack_ports(ev.ports, flag(flags, FLAG_PORTS_SWAPPED))
+    flow = FlowKey(transport, row.src, sport, row.dst, dport)  # type: ignore[arg-type]
+    name = row.host if flag(flags, FLAG_NAME_IS_HOST) else row.name
+    parts = {part[0]: part[1:] for part in json.loads(row.detail or "[]")}
+    dns, hello = parts.get("d"), parts.get("h")
     return Observation(
         ts=ev.ts,
-        kind=kind,  # type: ignore[arg-type]
+        kind=_KINDS[flag(flags, FLAG_KIND)],  # type: ignore[arg-type]
         flow=flow,
-        dns=dns,
-        dns_proto=None if ev.dns_proto is None else _DNS_PROTOS[ev.dns_proto],  # type: ignore[arg-type]
-        hello=hello,
-        quic_version=ev.quic_version,
-        tunneled=bool(ev.tunneled),
+        dns=None if dns is None else _dns(flags, dns, name, answers),
+        dns_proto=_code(_DNS_PROTOS, flag(flags, FLAG_DNS_PROTO)),  # type: ignore[arg-type]
+        hello=None if hello is None else _hello(hello, name),
+        quic_version=parts.get("v", [None])[0],
+        tunneled=bool(flag(flags, FLAG_TUNNELED)),
     )
+
+
+def _dns(flags: int, part: list[Any], qname: str | None, answers: list[_Answer]) -> DnsMessage:
+    qtype, rcode = part
+    return DnsMessage(
+        id=flag(flags, FLAG_DNS_ID),
+        is_response=bool(flag(flags, FLAG_DNS_RESPONSE)),
+        opcode=flag(flags, FLAG_DNS_OPCODE),
+        qname=qname,
+        qtype=qtype,
+        rcode=rcode,
+        truncated=bool(flag(flags, FLAG_DNS_TRUNCATED)),
+        answers=tuple(DnsAnswer(_or(n, qname), t, d, ttl) for n, t, d, ttl in answers),
+    )
+
+
+def _or(name: str | None, qname: str | None) -> str:
+    # NULL stands for the question's name (never None when an answer was stored that way).
+    return name if name is not None else qname or ""
+
+
+def _hello(part: list[Any], sni: str | None) -> ClientHello:
+    alpn, legacy_version, supported_versions, ech = part
+    return ClientHello(sni, tuple(alpn), legacy_version, tuple(supported_versions), ech)
+
+
+def _code(names: dict[int, str], packed: int) -> str | None:
+    """An optional field's name from its flags value (code + 1; 0 is None)."""
+    return None if packed == 0 else names[packed - 1]
 
 
 def _process(row: Row[Any]) -> ProcessInfo | None:
@@ -271,7 +370,7 @@ def store_stats(engine: Engine, revision: str | None) -> StoreStats:
             name: int(conn.execute(select(func.count()).select_from(table)).scalar_one())
             for name, table in Base.metadata.tables.items()
         }
-        oldest, newest = conn.execute(select(func.min(EventRow.ts), func.max(EventRow.ts))).one()
+        oldest, newest = oldest_ts(conn), newest_ts(conn)
         size = database_size(conn)
     return StoreStats(
         engine.url.render_as_string(hide_password=True), size, counts, oldest, newest, revision

@@ -22,17 +22,19 @@ from egresswatch.store.schema import (
     Address,
     AlertRow,
     Destination,
+    DestinationBlock,
     DestinationTool,
     DnsAnswerRow,
+    EventBlock,
     EventRow,
     Executable,
-    HelloShape,
     Hostname,
     Label,
     NameBinding,
     Process,
     SessionRow,
 )
+from egresswatch.store.window import id_bounds, in_ids, nth_newest_ts, oldest_ts
 
 DAY = 86_400.0
 # Delete to this fraction of max_bytes so the next run does not have to start straight away.
@@ -85,8 +87,14 @@ def _delete_before(engine: Engine, cutoff: float) -> int:
     total = 0
     while True:
         with engine.begin() as conn:
-            ids = select(EventRow.id).where(EventRow.ts < cutoff).order_by(EventRow.ts)
+            bounds = id_bounds(conn, None, cutoff)
+            if bounds is None:
+                return total
+            ids = select(EventRow.id).where(in_ids(bounds), EventRow.ts < cutoff)
             n = _delete_events(conn, [r[0] for r in conn.execute(ids.limit(CHUNK))])
+            if n < CHUNK:
+                # Every event of these blocks is gone; blocks that keep some stay (a bound).
+                conn.execute(delete(EventBlock).where(EventBlock.last_ts < cutoff))
         total += n
         if n < CHUNK:
             return total
@@ -102,12 +110,10 @@ def _trim_to_size(engine: Engine, max_bytes: int) -> int:
     # re-measuring after each delete would not show progress on every backend.
     keep = int(count * max_bytes * SIZE_HEADROOM / size)
     with engine.connect() as conn:
-        cutoff_row = conn.execute(
-            select(EventRow.ts).order_by(EventRow.ts.desc()).offset(keep).limit(1)
-        ).first()
-    if cutoff_row is None:
+        cutoff = nth_newest_ts(conn, select(EventRow.ts), keep + 1)
+    if cutoff is None:
         return 0
-    return _delete_before(engine, cutoff_row[0] + 1e-6)
+    return _delete_before(engine, cutoff + 1e-6)
 
 
 def _delete_events(conn: Connection, ids: list[int]) -> int:
@@ -123,20 +129,20 @@ def _delete_orphans(engine: Engine) -> int:
     total = 0
     with engine.begin() as conn:
         # Bindings and destinations carry their own last_seen; drop those older than every event.
-        oldest = conn.execute(select(func.min(EventRow.ts))).scalar()
+        oldest = oldest_ts(conn)
         horizon = float("inf") if oldest is None else oldest
         total += _rowcount(conn, delete(NameBinding).where(NameBinding.last_seen < horizon))
-        unused_dest = ~exists().where(EventRow.destination_id == Destination.id)
+        # A destination's last_seen is its newest event's ts, which retention has kept if it
+        # kept any of them: older than every event means no event refers to it.
+        unused_dest = select(Destination.id).where(Destination.last_seen < horizon)
+        conn.execute(delete(DestinationBlock).where(DestinationBlock.block.not_in(_blocks())))
         conn.execute(
-            delete(DestinationTool).where(
-                DestinationTool.destination_id.in_(select(Destination.id).where(unused_dest))
-            )
+            delete(DestinationBlock).where(DestinationBlock.destination_id.in_(unused_dest))
         )
-        total += _rowcount(conn, delete(Destination).where(unused_dest))
+        conn.execute(delete(DestinationTool).where(DestinationTool.destination_id.in_(unused_dest)))
+        total += _rowcount(conn, delete(Destination).where(Destination.last_seen < horizon))
         used_procs = _ids_in_use(EventRow.process_id, SessionRow.process_id)
         total += _rowcount(conn, delete(Process).where(Process.id.not_in(used_procs)))
-        used_hellos = _ids_in_use(EventRow.hello_id)
-        total += _rowcount(conn, delete(HelloShape).where(HelloShape.id.not_in(used_hellos)))
         total += _rowcount(
             conn, delete(Executable).where(~exists().where(Process.exe_id == Executable.id))
         )
@@ -146,17 +152,20 @@ def _delete_orphans(engine: Engine) -> int:
     return total
 
 
+def _blocks() -> Any:
+    return select(EventBlock.block)
+
+
 def _ids_in_use(*columns: Any) -> Any:
     # NOT IN (a UNION b ...) is one pass per referring table; NOT EXISTS per row would scan
-    # the unindexed events columns (sni_id, src_id...) once per side row.
+    # the unindexed events columns (name_id, src_id...) once per side row.
     return union(*(select(c).where(c.is_not(None)) for c in columns))
 
 
 def _unused_hostname() -> list[ColumnElement[bool]]:
     used = _ids_in_use(
         Destination.hostname_id,
-        EventRow.qname_id,
-        EventRow.sni_id,
+        EventRow.name_id,
         DnsAnswerRow.hostname_id,
         NameBinding.hostname_id,
     )
@@ -172,7 +181,10 @@ def _unused_address() -> list[ColumnElement[bool]]:
 
 def _unused_label() -> list[ColumnElement[bool]]:
     used = _ids_in_use(
-        EventRow.status_id, EventRow.qtype_id, EventRow.rcode_id, DnsAnswerRow.type_id
+        EventRow.status_id,
+        EventRow.tool_id,
+        EventRow.detail_id,
+        DnsAnswerRow.type_id,
     )
     return [Label.id.not_in(used)]
 

@@ -35,6 +35,52 @@ KIND_CODES = {"dns": 0, "tls": 1, "quic": 2, "flow": 3}
 TRANSPORT_CODES = {"udp": 0, "tcp": 1}
 DNS_PROTO_CODES = {"dns": 0, "mdns": 1, "llmnr": 2}
 NAME_SOURCE_CODES = {"sni": 0, "quic-sni": 1, "dns-same-pid": 2, "dns-any": 3, "dns": 4}
+BLOCK_BITS = 8  # event_blocks: 256 ids a block
+
+# events.flags: (shift, width) of each packed field. Optional fields store code + 1 (0 = None).
+# The DNS id (16 bits) and opcode (almost always 0) come last so a value fits in 4 bytes.
+FLAG_KIND = (0, 2)
+FLAG_TRANSPORT = (2, 1)
+FLAG_TUNNELED = (3, 1)
+FLAG_NAME_CONFLICT = (4, 1)
+FLAG_NAME_SOURCE = (5, 3)
+FLAG_DNS_PROTO = (8, 2)
+FLAG_DNS_RESPONSE = (10, 1)
+FLAG_DNS_TRUNCATED = (11, 1)
+FLAG_PORTS_SWAPPED = (12, 1)  # ports holds (dport, sport): the source port is the larger
+FLAG_NAME_IS_HOST = (13, 1)  # the qname / SNI is the event's host: name_id stays NULL
+FLAG_DNS_ID = (14, 16)
+FLAG_DNS_OPCODE = (30, 4)
+
+
+def pack_flags(fields: dict[tuple[int, int], int]) -> int:
+    """One integer from {FLAG_*: value}; ValueError when a value does not fit its width."""
+    packed = 0
+    for (shift, width), value in fields.items():
+        if not 0 <= value < 1 << width:
+            raise ValueError(f"flag value {value} does not fit in {width} bits")
+        packed |= value << shift
+    return packed
+
+
+def flag(packed: int, field: tuple[int, int]) -> int:
+    shift, width = field
+    return (packed >> shift) & ((1 << width) - 1)
+
+
+def pack_ports(sport: int, dport: int) -> tuple[int, int]:
+    """(ports, swapped): the smaller port in the high half keeps the value in 4 bytes."""
+    if not (0 <= sport <= 0xFFFF and 0 <= dport <= 0xFFFF):
+        raise ValueError(f"ports out of range: {sport}, {dport}")
+    if sport > dport:
+        return dport << 16 | sport, 1
+    return sport << 16 | dport, 0
+
+
+def unpack_ports(ports: int, swapped: int) -> tuple[int, int]:
+    """(sport, dport) from `pack_ports`."""
+    low, high = ports >> 16, ports & 0xFFFF
+    return (high, low) if swapped else (low, high)
 
 
 class Base(DeclarativeBase):
@@ -42,7 +88,7 @@ class Base(DeclarativeBase):
 
 
 class Label(Base):
-    """Low-cardinality protocol vocabulary (attribution status, DNS qtype/rcode/answer type)."""
+    """Low-cardinality vocabulary: attribution status, tool, answer type, event details."""
 
     __tablename__ = "labels"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -129,58 +175,70 @@ class NameBinding(Base):
     expires: Mapped[float | None] = mapped_column(Float)
 
 
-class HelloShape(Base):
-    """The parts of a ClientHello besides the name: few distinct values, so interned."""
-
-    __tablename__ = "hello_shapes"
-    __table_args__ = (UniqueConstraint("alpn", "tls_version", "tls_versions", "ech"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    alpn: Mapped[str] = mapped_column(Text)  # JSON array
-    tls_version: Mapped[int] = mapped_column(Integer)  # legacy_version
-    tls_versions: Mapped[str] = mapped_column(Text)  # JSON array of supported_versions
-    ech: Mapped[bool] = mapped_column(Boolean)
-
-
 class EventRow(Base):
-    """One observation. Per-kind columns are NULL where they do not apply (1 header byte each)."""
+    """One observation. Per-kind columns are NULL where they do not apply (1 header byte each).
+
+    Every column costs a record-header byte on every row, so the small fields share one
+    integer (`flags`, see FLAG_*), both ports share one (`ports`, the smaller one high), a DNS
+    qname or TLS/QUIC SNI shares `name_id` (NULL when it is the host), and the few-valued rest
+    (DNS qtype and rcode; a hello's ALPN, versions and ECH; the QUIC version) is one interned
+    label, `detail_id` (see ingest.detail_text).
+    """
 
     __tablename__ = "events"
-    # Indexes cost bytes on every event: only the time window, the destination and the
-    # (rare, hence partial) tool get one. Retention finds orphans with set operations instead.
+    # Indexes cost bytes on every event: only the (rare, hence partial) tool gets one. Time
+    # windows go through `event_blocks`, destinations through `destination_blocks`.
     __table_args__ = (
         Index(
-            "ix_events_tool",
-            "tool",
-            sqlite_where=text("tool IS NOT NULL"),
-            postgresql_where=text("tool IS NOT NULL"),
+            "ix_events_tool_id",
+            "tool_id",
+            sqlite_where=text("tool_id IS NOT NULL"),
+            postgresql_where=text("tool_id IS NOT NULL"),
         ),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    ts: Mapped[float] = mapped_column(Float, index=True)
-    kind: Mapped[int] = mapped_column(SmallInteger)
-    transport: Mapped[int] = mapped_column(SmallInteger)
+    ts: Mapped[float] = mapped_column(Float)
+    flags: Mapped[int] = mapped_column(BigId)
     src_id: Mapped[int] = mapped_column(ForeignKey("addresses.id"))
-    sport: Mapped[int] = mapped_column(Integer)
     dst_id: Mapped[int] = mapped_column(ForeignKey("addresses.id"))
-    dport: Mapped[int] = mapped_column(Integer)
-    tunneled: Mapped[bool] = mapped_column(Boolean)
+    ports: Mapped[int] = mapped_column(BigId)
     status_id: Mapped[int] = mapped_column(ForeignKey("labels.id"))
     process_id: Mapped[int | None] = mapped_column(ForeignKey("processes.id"))
-    destination_id: Mapped[int | None] = mapped_column(ForeignKey("destinations.id"), index=True)
-    name_source: Mapped[int | None] = mapped_column(SmallInteger)
-    name_conflict: Mapped[bool] = mapped_column(Boolean)
-    tool: Mapped[str | None] = mapped_column(Text)
-    dns_proto: Mapped[int | None] = mapped_column(SmallInteger)
-    dns_id: Mapped[int | None] = mapped_column(Integer)
-    dns_response: Mapped[bool | None] = mapped_column(Boolean)
-    dns_opcode: Mapped[int | None] = mapped_column(SmallInteger)
-    dns_truncated: Mapped[bool | None] = mapped_column(Boolean)
-    qname_id: Mapped[int | None] = mapped_column(ForeignKey("hostnames.id"))
-    qtype_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id"))
-    rcode_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id"))
-    sni_id: Mapped[int | None] = mapped_column(ForeignKey("hostnames.id"))
-    hello_id: Mapped[int | None] = mapped_column(ForeignKey("hello_shapes.id"))
-    quic_version: Mapped[int | None] = mapped_column(BigInteger)
+    destination_id: Mapped[int | None] = mapped_column(ForeignKey("destinations.id"))
+    tool_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id"))
+    name_id: Mapped[int | None] = mapped_column(ForeignKey("hostnames.id"))
+    detail_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id"))
+
+
+class EventBlock(Base):
+    """The time range of each block of BLOCK consecutive event ids (id >> BLOCK_BITS).
+
+    Ids are allocated in arrival order, which is nearly time order, so a time window maps to
+    a short id range: the blocks whose [first_ts, last_ts] overlap it. This costs well under a
+    byte per event where an index on ts costs 16. After retention a block's first_ts may be
+    older than its oldest remaining event: it is a bound, never a promise of an event.
+    """
+
+    __tablename__ = "event_blocks"
+    block: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    first_ts: Mapped[float] = mapped_column(Float)
+    last_ts: Mapped[float] = mapped_column(Float)
+
+
+class DestinationBlock(Base):
+    """Which event blocks hold events of a destination: its index at block grain.
+
+    A destination's events are found by scanning only its blocks' id ranges. Popular
+    destinations are in every block, rare ones in few; a few bytes per pair instead of ~9 per
+    event for an index on events.destination_id. Pairs of deleted blocks go with retention.
+    """
+
+    __tablename__ = "destination_blocks"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+    destination_id: Mapped[int] = mapped_column(
+        ForeignKey("destinations.id", ondelete="CASCADE"), primary_key=True
+    )
+    block: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
 
 
 class DnsAnswerRow(Base):
@@ -192,7 +250,7 @@ class DnsAnswerRow(Base):
         BigId, ForeignKey("events.id", ondelete="CASCADE"), primary_key=True
     )
     ord: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
-    hostname_id: Mapped[int] = mapped_column(ForeignKey("hostnames.id"))
+    hostname_id: Mapped[int | None] = mapped_column(ForeignKey("hostnames.id"))  # NULL: qname
     type_id: Mapped[int] = mapped_column(ForeignKey("labels.id"))
     address_id: Mapped[int | None] = mapped_column(ForeignKey("addresses.id"))
     data: Mapped[str | None] = mapped_column(Text)

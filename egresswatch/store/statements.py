@@ -1,5 +1,8 @@
-"""The SQL the ingest runs, built once: get-or-create, batch id allocation, seen-aggregates."""
+"""The SQL the ingest runs, built once: get-or-create, batch id allocation with the id blocks'
+time ranges and destinations, seen-aggregates.
+"""
 
+import functools
 from typing import Any
 
 from sqlalchemy import (
@@ -16,15 +19,19 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from egresswatch.store.schema import (
+    BLOCK_BITS,
     Address,
     Destination,
+    DestinationBlock,
     DestinationTool,
     DnsAnswerRow,
+    EventBlock,
     EventRow,
     Executable,
-    HelloShape,
     Hostname,
     Label,
     NameBinding,
@@ -41,7 +48,8 @@ T_DTOOL: Table = DestinationTool.__table__  # type: ignore[assignment]
 T_NAME: Table = NameBinding.__table__  # type: ignore[assignment]
 T_EVENT: Table = EventRow.__table__  # type: ignore[assignment]
 T_ANSWER: Table = DnsAnswerRow.__table__  # type: ignore[assignment]
-T_HELLO: Table = HelloShape.__table__  # type: ignore[assignment]
+T_BLOCK: Table = EventBlock.__table__  # type: ignore[assignment]
+T_DBLOCK: Table = DestinationBlock.__table__  # type: ignore[assignment]
 # Looked up once: attribute access on a ColumnCollection is slow on the hot path.
 LABEL_TEXT: Column[Any] = T_LABEL.c.text
 HOST_NAME: Column[Any] = T_HOST.c.name
@@ -101,6 +109,7 @@ NAME_SEEN = (
 
 def insert_events(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
     """Insert the rows with one executemany; ids are allocated first so answers can refer to them.
+    Then widen the touched blocks in `event_blocks` and `destination_blocks`.
 
     SQLite: max(id) + 1... is safe because this writer is the only one. PostgreSQL: the
     column's sequence, so several agents may share one database.
@@ -112,12 +121,53 @@ def insert_events(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
     elif dialect == "postgresql":
         ids = list(conn.execute(_PG_NEXT_IDS, {"n": len(rows)}).scalars())
     else:
-        stmt = insert(T_EVENT).returning(T_EVENT.c.id, sort_by_parameter_order=True)
-        return [int(r[0]) for r in conn.execute(stmt, rows)]
+        raise ValueError(f"the event store does not support {dialect}")
     for row_id, row in zip(ids, rows, strict=True):
         row["id"] = row_id
     conn.execute(insert(T_EVENT), rows)
+    record_blocks(conn, [(r["id"], r["ts"]) for r in rows])
+    record_destinations(conn, [(r["id"], r["destination_id"]) for r in rows])
     return ids
+
+
+def record_blocks(conn: Connection, stamps: list[tuple[int, float]]) -> None:
+    """Widen each touched id block's [first_ts, last_ts] to cover the new events' times."""
+    spans: dict[int, tuple[float, float]] = {}
+    for row_id, ts in stamps:
+        block = row_id >> BLOCK_BITS
+        lo, hi = spans.get(block, (ts, ts))
+        spans[block] = (min(lo, ts), max(hi, ts))
+    if not spans:
+        return
+    params = [{"block": b, "first_ts": lo, "last_ts": hi} for b, (lo, hi) in spans.items()]
+    conn.execute(_upsert_block(conn.dialect.name), params)
+
+
+def record_destinations(conn: Connection, refs: list[tuple[int, int | None]]) -> None:
+    """Note the (destination, block) pairs of the new events (existing pairs stay)."""
+    pairs = {(dest, row_id >> BLOCK_BITS) for row_id, dest in refs if dest is not None}
+    if pairs:
+        params = [{"destination_id": d, "block": b} for d, b in pairs]
+        conn.execute(_insert_pair(conn.dialect.name), params)
+
+
+@functools.cache
+def _insert_pair(dialect: str) -> Any:
+    ins: Any = pg_insert(T_DBLOCK) if dialect == "postgresql" else sqlite_insert(T_DBLOCK)
+    return ins.on_conflict_do_nothing(index_elements=[T_DBLOCK.c.destination_id, T_DBLOCK.c.block])
+
+
+@functools.cache
+def _upsert_block(dialect: str) -> Any:
+    # Two agents on one PostgreSQL database may widen the same block: the upsert merges.
+    ins: Any = pg_insert(T_BLOCK) if dialect == "postgresql" else sqlite_insert(T_BLOCK)
+    return ins.on_conflict_do_update(
+        index_elements=[T_BLOCK.c.block],
+        set_={
+            "first_ts": least(T_BLOCK.c.first_ts, ins.excluded.first_ts),
+            "last_ts": greatest(T_BLOCK.c.last_ts, ins.excluded.last_ts),
+        },
+    )
 
 
 _PG_NEXT_IDS = text(

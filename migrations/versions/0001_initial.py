@@ -1,4 +1,5 @@
-"""Initial schema: interned side tables, the events fact table, DNS answers, sessions, alerts.
+"""Initial schema: interned side tables, the events fact table, its time blocks, DNS answers,
+sessions, alerts.
 
 Revision ID: 0001
 Revises:
@@ -31,18 +32,6 @@ def upgrade() -> None:
         sa.Column("sha256", sa.LargeBinary(length=32), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_executables")),
         sa.UniqueConstraint("path", "sha256", name=op.f("uq_executables_path")),
-    )
-    op.create_table(
-        "hello_shapes",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("alpn", sa.Text(), nullable=False),
-        sa.Column("tls_version", sa.Integer(), nullable=False),
-        sa.Column("tls_versions", sa.Text(), nullable=False),
-        sa.Column("ech", sa.Boolean(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_hello_shapes")),
-        sa.UniqueConstraint(
-            "alpn", "tls_version", "tls_versions", "ech", name=op.f("uq_hello_shapes_alpn")
-        ),
     )
     op.create_table(
         "hostnames",
@@ -141,55 +130,32 @@ def upgrade() -> None:
         "events",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("ts", sa.Float(), nullable=False),
-        sa.Column("kind", sa.SmallInteger(), nullable=False),
-        sa.Column("transport", sa.SmallInteger(), nullable=False),
+        sa.Column("flags", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("src_id", sa.Integer(), nullable=False),
-        sa.Column("sport", sa.Integer(), nullable=False),
         sa.Column("dst_id", sa.Integer(), nullable=False),
-        sa.Column("dport", sa.Integer(), nullable=False),
-        sa.Column("tunneled", sa.Boolean(), nullable=False),
+        sa.Column("ports", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("status_id", sa.Integer(), nullable=False),
         sa.Column("process_id", sa.Integer(), nullable=True),
         sa.Column("destination_id", sa.Integer(), nullable=True),
-        sa.Column("name_source", sa.SmallInteger(), nullable=True),
-        sa.Column("name_conflict", sa.Boolean(), nullable=False),
-        sa.Column("tool", sa.Text(), nullable=True),
-        sa.Column("dns_proto", sa.SmallInteger(), nullable=True),
-        sa.Column("dns_id", sa.Integer(), nullable=True),
-        sa.Column("dns_response", sa.Boolean(), nullable=True),
-        sa.Column("dns_opcode", sa.SmallInteger(), nullable=True),
-        sa.Column("dns_truncated", sa.Boolean(), nullable=True),
-        sa.Column("qname_id", sa.Integer(), nullable=True),
-        sa.Column("qtype_id", sa.Integer(), nullable=True),
-        sa.Column("rcode_id", sa.Integer(), nullable=True),
-        sa.Column("sni_id", sa.Integer(), nullable=True),
-        sa.Column("hello_id", sa.Integer(), nullable=True),
-        sa.Column("quic_version", sa.BigInteger(), nullable=True),
+        sa.Column("tool_id", sa.Integer(), nullable=True),
+        sa.Column("name_id", sa.Integer(), nullable=True),
+        sa.Column("detail_id", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
             ["destination_id"],
             ["destinations.id"],
             name=op.f("fk_events_destination_id_destinations"),
         ),
         sa.ForeignKeyConstraint(
+            ["detail_id"], ["labels.id"], name=op.f("fk_events_detail_id_labels")
+        ),
+        sa.ForeignKeyConstraint(
             ["dst_id"], ["addresses.id"], name=op.f("fk_events_dst_id_addresses")
         ),
         sa.ForeignKeyConstraint(
-            ["hello_id"], ["hello_shapes.id"], name=op.f("fk_events_hello_id_hello_shapes")
+            ["name_id"], ["hostnames.id"], name=op.f("fk_events_name_id_hostnames")
         ),
         sa.ForeignKeyConstraint(
             ["process_id"], ["processes.id"], name=op.f("fk_events_process_id_processes")
-        ),
-        sa.ForeignKeyConstraint(
-            ["qname_id"], ["hostnames.id"], name=op.f("fk_events_qname_id_hostnames")
-        ),
-        sa.ForeignKeyConstraint(
-            ["qtype_id"], ["labels.id"], name=op.f("fk_events_qtype_id_labels")
-        ),
-        sa.ForeignKeyConstraint(
-            ["rcode_id"], ["labels.id"], name=op.f("fk_events_rcode_id_labels")
-        ),
-        sa.ForeignKeyConstraint(
-            ["sni_id"], ["hostnames.id"], name=op.f("fk_events_sni_id_hostnames")
         ),
         sa.ForeignKeyConstraint(
             ["src_id"], ["addresses.id"], name=op.f("fk_events_src_id_addresses")
@@ -197,18 +163,47 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["status_id"], ["labels.id"], name=op.f("fk_events_status_id_labels")
         ),
+        sa.ForeignKeyConstraint(["tool_id"], ["labels.id"], name=op.f("fk_events_tool_id_labels")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
     )
-    op.create_index(op.f("ix_events_destination_id"), "events", ["destination_id"], unique=False)
-    op.create_index(
-        "ix_events_tool",
-        "events",
-        ["tool"],
-        unique=False,
-        sqlite_where=sa.text("tool IS NOT NULL"),
-        postgresql_where=sa.text("tool IS NOT NULL"),
+    op.create_table(
+        "destination_blocks",
+        sa.Column("destination_id", sa.Integer(), nullable=False),
+        sa.Column(
+            "block",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=False,
+            nullable=False,
+        ),
+        sa.ForeignKeyConstraint(
+            ["destination_id"],
+            ["destinations.id"],
+            name=op.f("fk_destination_blocks_destination_id_destinations"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("destination_id", "block", name=op.f("pk_destination_blocks")),
+        sqlite_with_rowid=False,
     )
-    op.create_index(op.f("ix_events_ts"), "events", ["ts"], unique=False)
+    op.create_index(
+        "ix_events_tool_id",
+        "events",
+        ["tool_id"],
+        unique=False,
+        sqlite_where=sa.text("tool_id IS NOT NULL"),
+        postgresql_where=sa.text("tool_id IS NOT NULL"),
+    )
+    op.create_table(
+        "event_blocks",
+        sa.Column(
+            "block",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=False,
+            nullable=False,
+        ),
+        sa.Column("first_ts", sa.Float(), nullable=False),
+        sa.Column("last_ts", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("block", name=op.f("pk_event_blocks")),
+    )
 
     op.create_table(
         "sessions",
@@ -255,7 +250,7 @@ def upgrade() -> None:
         "dns_answers",
         sa.Column("event_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("ord", sa.SmallInteger(), nullable=False),
-        sa.Column("hostname_id", sa.Integer(), nullable=False),
+        sa.Column("hostname_id", sa.Integer(), nullable=True),
         sa.Column("type_id", sa.Integer(), nullable=False),
         sa.Column("address_id", sa.Integer(), nullable=True),
         sa.Column("data", sa.Text(), nullable=True),
@@ -285,6 +280,8 @@ def downgrade() -> None:
     op.drop_table("dns_answers")
     op.drop_table("alerts")
     op.drop_table("sessions")
+    op.drop_table("destination_blocks")
+    op.drop_table("event_blocks")
     op.drop_table("events")
     op.drop_table("destination_tools")
     op.drop_table("processes")
@@ -292,6 +289,5 @@ def downgrade() -> None:
     op.drop_table("destinations")
     op.drop_table("labels")
     op.drop_table("hostnames")
-    op.drop_table("hello_shapes")
     op.drop_table("executables")
     op.drop_table("addresses")

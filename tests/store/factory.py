@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import MetaData, create_engine
 
 from egresswatch.model import (
     Attribution,
@@ -23,7 +23,6 @@ from egresswatch.model import (
     ProcessRef,
     Transport,
 )
-from egresswatch.store.schema import Base
 
 PG_ENV = "EGRESSWATCH_TEST_PG_URL"
 HOSTILE = (
@@ -199,12 +198,15 @@ def tmpfs(path: Path, size: str) -> Iterator[Path]:
 
 
 def reset_pg(url: str) -> None:
-    """Drop everything the store created, so each PostgreSQL test starts from an empty database."""
+    """Drop every table, so each PostgreSQL test starts from an empty database.
+
+    Reflected rather than taken from the models, so tables of an older schema go too.
+    """
     engine = create_engine(url)
     try:
-        Base.metadata.drop_all(engine)
-        with engine.begin() as conn:
-            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        tables = MetaData()
+        tables.reflect(engine)
+        tables.drop_all(engine)
     finally:
         engine.dispose()
 

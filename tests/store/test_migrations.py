@@ -52,7 +52,7 @@ def test_a_drifted_schema_is_detected(tmp_path: Path) -> None:
     engine = make_engine(resolve_url(str(tmp_path / "drift.db")))
     migrate.upgrade(engine)
     with engine.begin() as conn:
-        conn.exec_driver_sql("DROP INDEX ix_events_ts")
+        conn.exec_driver_sql("DROP INDEX ix_events_tool_id")
     assert schema_diffs(engine) != []
     engine.dispose()
 
