@@ -1,4 +1,4 @@
-"""The event store: SQLite by default, any SQLAlchemy URL; one writer thread, Alembic schema."""
+"""The event store: SQLite by default or PostgreSQL (a fleet); one writer thread, Alembic schema."""
 
 from egresswatch.store.database import Store, open_store
 from egresswatch.store.queries import EventFilter, StoredEvent, StoreStats
