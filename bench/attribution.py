@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,22 +98,37 @@ def _read_nethogs(proc: "subprocess.Popen[str]", seen: set[int]) -> None:
 
 
 def _report(events: list[Event], pids: dict[str, int], hogs: set[int], agent: Agent) -> None:
-    right = wrong = 0
+    outcomes: Counter[str] = Counter()
     for host, pid in pids.items():
         hellos = [e for e in events if e.observation.kind == "tls" and e.host == host]
-        got = {e.attribution.process.pid for e in hellos if e.attribution.process}
-        right += pid in got
-        wrong += bool(got - {pid})
+        outcomes[_outcome(hellos, pid)] += 1
     n = len(pids)
     hog_right = len(set(pids.values()) & hogs)
     print(f"processes: {n}")
-    print(f"egresswatch: {100 * right / n:.1f}% right pid, {wrong} wrong")
+    print(
+        f"egresswatch: {100 * outcomes['right'] / n:.1f}% right pid, "
+        f"{100 * outcomes['wrong'] / n:.1f}% wrong ({outcomes['wrong']})"
+    )
+    for outcome, count in sorted(outcomes.items()):
+        if outcome not in ("right", "wrong"):
+            print(f"  {outcome}: {100 * count / n:.1f}%")
     print(f"nethogs -t:  {100 * hog_right / n:.1f}% right pid")
     latency = latency_percentiles(agent.latencies)
     if latency:
         print(f"packet->event latency p50 {latency[0] * 1e3:.2f} ms, p95 {latency[1] * 1e3:.2f} ms")
     misses = {k: v for k, v in agent.counters.snapshot().items() if "attribution" in k}
     print(f"agent attribution counters: {misses}")
+
+
+def _outcome(hellos: list[Event], pid: int) -> str:
+    """ "wrong" if any hello names another pid, "right" if one names `pid`, else the reason."""
+    got = {e.attribution.process.pid for e in hellos if e.attribution.process}
+    if got - {pid}:
+        return "wrong"
+    if pid in got:
+        return "right"
+    reasons = sorted({e.attribution.status for e in hellos}) or ["no hello captured"]
+    return ",".join(reasons)
 
 
 if __name__ == "__main__":

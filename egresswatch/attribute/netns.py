@@ -85,7 +85,7 @@ class NetnsHandle:
     def diag(self) -> SockDiag:
         return self._diag
 
-    def is_local(self, addr: str, now: float) -> bool:
+    def is_local(self, addr: str, now: float, refresh_on_miss: bool = True) -> bool:
         """Whether `addr` is assigned in this namespace (127/8 and ::1 always are).
 
         Raises OSError when the address table cannot be read.
@@ -94,7 +94,8 @@ class NetnsHandle:
             return True
         stale = now - self._addrs_at > self._addr_ttl
         # a miss refreshes too (at most 20/s): an address added a moment ago is not foreign
-        if stale or (addr not in self._addrs and now - self._addrs_at > 0.05):
+        missed = refresh_on_miss and addr not in self._addrs and now - self._addrs_at > 0.05
+        if stale or missed:
             self._addrs = self._table.addresses()
             self._addrs_at = now
         return addr in self._addrs

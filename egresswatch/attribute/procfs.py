@@ -6,6 +6,7 @@ re-read, and a full rescan is rate-limited so a flood of unknown sockets cannot 
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,18 +104,29 @@ class SocketIndex:
         self._last_full = time.monotonic()
         self.full_scans += 1
 
-    def owners(self, inode: int, uid: int | None = None) -> OwnerLookup:
-        """Pids holding socket `inode`, refreshing the index incrementally when it misses."""
+    def owners(
+        self, inode: int, uid: int | None = None, still_open: Callable[[], bool] | None = None
+    ) -> OwnerLookup:
+        """Pids holding socket `inode`, refreshing the index incrementally when it misses.
+
+        `still_open` is asked before the costly steps (fd counts of every process, full scan):
+        a socket that closed meanwhile is not worth them, and later packets wait behind them.
+        """
+        found = self._held(inode)
+        for step in (self._scan_new, self._scan_young):
+            if found is None:
+                step(uid, inode)
+                found = self._held(inode)
+        if found is None and (still_open is None or still_open()):
+            for step in (self._scan_changed, self._scan_all_rate_limited):
+                if found is None:
+                    step(uid, inode)
+                    found = self._held(inode)
+        return found or OwnerLookup((), bool(self._denied))
+
+    def _held(self, inode: int) -> OwnerLookup | None:
         pids = self._by_inode.get(inode)
-        if pids:
-            return OwnerLookup(tuple(sorted(pids)), False)
-        steps = (self._scan_new, self._scan_young, self._scan_changed, self._scan_all_rate_limited)
-        for step in steps:
-            step(uid, inode)
-            pids = self._by_inode.get(inode)
-            if pids:
-                return OwnerLookup(tuple(sorted(pids)), False)
-        return OwnerLookup((), bool(self._denied))
+        return OwnerLookup(tuple(sorted(pids)), False) if pids else None
 
     def refresh_new(self) -> None:
         """Read processes started (and forget those gone) since the last look."""

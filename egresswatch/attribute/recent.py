@@ -2,6 +2,8 @@
 
 Keys are (transport, local addr, local port, remote addr, remote port); remote "" stands for an
 unconnected UDP socket, which answers for any remote. Bounded: the oldest entries go first.
+Each entry keeps the socket's inode, so a socket still open under another inode (the 5-tuple
+reused by a new socket) is never answered with the earlier owner.
 """
 
 from collections import OrderedDict
@@ -19,29 +21,38 @@ class RecentSockets:
     def __init__(self, ttl: float = 5.0, max_entries: int = 65536) -> None:
         self._ttl = ttl
         self._max_entries = max_entries
-        self._entries: OrderedDict[SocketKey, tuple[float, ProcessInfo]] = OrderedDict()
+        self._entries: OrderedDict[SocketKey, tuple[float, ProcessInfo, int]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def remember(self, key: SocketKey, info: ProcessInfo, ts: float) -> None:
-        self._entries[key] = (ts, info)
+    def remember(self, key: SocketKey, info: ProcessInfo, ts: float, inode: int = 0) -> None:
+        self._entries[key] = (ts, info, inode)
         self._entries.move_to_end(key)
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)
 
-    def recall(self, key: SocketKey, ts: float) -> ProcessInfo | None:
-        """The owner of `key` if it was seen within the last `ttl` seconds before `ts`."""
+    def recall(self, key: SocketKey, ts: float, inode: int = 0) -> ProcessInfo | None:
+        """The owner of `key` if it was seen within the last `ttl` seconds before `ts`.
+
+        `inode` is the socket open under `key` now (0: none): an entry for another is stale.
+        """
         self._expire(ts)
         entry = self._entries.get(key)
         if entry is None or abs(ts - entry[0]) > self._ttl:
             return None
+        if inode and entry[2] and inode != entry[2]:
+            return None
         return entry[1]
+
+    def forget(self, key: SocketKey) -> None:
+        """Drops `key`: a new connection on it has started, the old owner no longer applies."""
+        self._entries.pop(key, None)
 
     def _expire(self, ts: float) -> None:
         # insertion order is time order, except for out-of-order timestamps: those just live longer
         while self._entries:
-            key, (seen, _info) = next(iter(self._entries.items()))
+            key, (seen, _info, _inode) = next(iter(self._entries.items()))
             if ts - seen <= self._ttl:
                 break
             del self._entries[key]

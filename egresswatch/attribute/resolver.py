@@ -1,6 +1,6 @@
 """The ProcessResolver seam: a packet's 5-tuple -> the local process owning its socket, or why not.
 
-Lookups go sock_diag (exact, at packet time) -> inode -> pid index -> psutil facts, across every
+Lookups go sock_diag (exact, at packet time) -> inode -> pid index -> /proc facts, across every
 network namespace with a running process, with a short memory for sockets already closed.
 """
 
@@ -80,7 +80,7 @@ class ProcessResolver:
         recent_ttl: float = 5.0,
         facts_ttl: float = 2.0,
         full_scan_interval: float = 0.5,
-        hash_wait: float = 0.05,
+        hash_wait: float = 0.0,
     ) -> None:
         self.counters = Counters()
         self._proc = proc_root
@@ -104,15 +104,25 @@ class ProcessResolver:
         return self._root.inode
 
     def attribute(
-        self, flow: FlowKey, ts: float, *, ifindex: int = 0, local: LocalEnd = "auto"
+        self,
+        flow: FlowKey,
+        ts: float,
+        *,
+        ifindex: int = 0,
+        local: LocalEnd = "auto",
+        new_connection: bool = False,
     ) -> Attribution:
         """Who owns the local socket of `flow` (seen at `ts`, epoch seconds). Never raises.
 
         `ifindex` is the capture interface in the agent's own namespace (needed for sockets
         bound to a device, e.g. a resolver's per-link upstream queries); 0 when unknown.
+        `new_connection` marks a TCP SYN: whatever the memory holds for this 5-tuple belongs
+        to an earlier connection and is forgotten, so a reused 5-tuple never names its old owner.
         """
         self.counters.add("attribute.lookups")
         try:
+            if new_connection and flow.transport == "tcp":
+                self._forget(flow)
             result = self._attribute(flow, ts, ifindex, local)
         except _Miss as miss:
             result = Attribution(f"unknown:{miss.reason}")
@@ -128,6 +138,11 @@ class ProcessResolver:
             handle.close()
         self._others.clear()
         self._hasher.close()
+
+    def _forget(self, flow: FlowKey) -> None:
+        src, dst = _normalise(flow.src), _normalise(flow.dst)
+        self._recent.forget(("tcp", src, flow.sport, dst, flow.dport))
+        self._recent.forget(("tcp", dst, flow.dport, src, flow.sport))
 
     def _attribute(self, flow: FlowKey, ts: float, ifindex: int, local: LocalEnd) -> Attribution:
         src, dst = _normalise(flow.src), _normalise(flow.dst)
@@ -157,7 +172,12 @@ class ProcessResolver:
             # every namespace has a loopback, but only our own lo can be captured from here
             return [self._root]
         now = time.monotonic()  # not the packet's ts: replayed or reordered times must not matter
-        return [h for h in [self._root, *self._others.values()] if h.is_local(addr, now)]
+        handles = [self._root, *self._others.values()]
+        # Known addresses first: re-reading every other namespace's table on each packet (their
+        # "miss" refresh) cost ~1.5 ms per lookup with a few namespaces, more than a socket of a
+        # short-lived client lives. Only an address no namespace knows triggers the re-reads.
+        found = [h for h in handles if h.is_local(addr, now, refresh_on_miss=False)]
+        return found or [h for h in handles if h.is_local(addr, now)]
 
     def _attribute_end(
         self, end: _End, handles: list[NetnsHandle], ts: float, ifindex: int
@@ -175,44 +195,57 @@ class ProcessResolver:
             if hit.inode == 0 or hit.state == TCP_TIME_WAIT:
                 closed = True
                 continue
-            return self._owner(end, hit, handle, ts)
+            return self._owner(end, hit, handle, ts, ifindex)
         reason = "closed-before-lookup" if closed or end.sender else "no-socket"
         return self._from_memory(end, ts, reason)
 
-    def _owner(self, end: _End, hit: SocketHit, handle: NetnsHandle, ts: float) -> Attribution:
+    def _owner(
+        self, end: _End, hit: SocketHit, handle: NetnsHandle, ts: float, ifindex: int
+    ) -> Attribution:
         scans = self._index.pid_scans
-        found = self._index.owners(hit.inode, hit.uid)
+        found = self._index.owners(
+            hit.inode, hit.uid, lambda: not self._gone(end, hit, handle, ifindex)
+        )
         self.counters.add("attribute.index_pid_scans", self._index.pid_scans - scans)
         if not found.pids:
-            return self._from_memory(end, ts, "no-permission" if found.denied else "no-owner")
+            reason = "no-permission" if found.denied else "no-owner"
+            if reason == "no-owner" and self._gone(end, hit, handle, ifindex):
+                reason = "closed-before-lookup"  # its process exited (and closed it) meanwhile
+            return self._from_memory(end, ts, reason, hit.inode)
         try:
             info = self._youngest(found.pids, handle.inode)
         except psutil.AccessDenied:
-            return self._from_memory(end, ts, "no-permission")
+            return self._from_memory(end, ts, "no-permission", hit.inode)
         except psutil.NoSuchProcess:
-            return self._from_memory(end, ts, "process-vanished")
-        self._recent.remember(end.key(), info, ts)
+            return self._from_memory(end, ts, "process-vanished", hit.inode)
+        self._recent.remember(end.key(), info, ts, hit.inode)
         if end.transport == "udp" and hit.state == TCP_CLOSE:  # unconnected: any peer
-            self._recent.remember(end.key(connected=False), info, ts)
+            self._recent.remember(end.key(connected=False), info, ts, hit.inode)
         self.counters.add("attribute.hit.live")
         return Attribution("exact", info)
+
+    def _gone(self, end: _End, hit: SocketHit, handle: NetnsHandle, ifindex: int) -> bool:
+        """Whether the socket `hit` found a moment ago has closed since."""
+        again = handle.diag.lookup(
+            end.transport,
+            (end.addr, end.port),
+            (end.peer, end.peer_port),
+            ifindex if handle is self._root else 0,
+        )
+        return again is None or again.inode != hit.inode or again.state == TCP_TIME_WAIT
 
     def _youngest(self, pids: tuple[int, ...], netns: int) -> ProcessInfo:
         """Facts of the most recently started holder: after fork, the child is the user."""
         if len(pids) > 1:
-            starts = {}
-            for pid in pids:
-                try:
-                    starts[pid] = psutil.Process(pid).create_time()
-                except psutil.Error:
-                    continue
-            pids = tuple(sorted(starts, key=lambda p: starts[p], reverse=True)) or pids
+            starts = {pid: self._facts.start_time(pid) for pid in pids}
+            alive = [pid for pid, start in starts.items() if start is not None]
+            pids = tuple(sorted(alive, key=lambda p: starts[p] or 0.0, reverse=True)) or pids
         return self._facts.info(pids[0], self._index.netns_of(pids[0]) or netns)
 
-    def _from_memory(self, end: _End, ts: float, reason: str) -> Attribution:
-        info = self._recent.recall(end.key(), ts)
+    def _from_memory(self, end: _End, ts: float, reason: str, inode: int = 0) -> Attribution:
+        info = self._recent.recall(end.key(), ts, inode)
         if info is None and end.transport == "udp":
-            info = self._recent.recall(end.key(connected=False), ts)
+            info = self._recent.recall(end.key(connected=False), ts, inode)
         if info is None:
             raise _Miss(reason)
         self.counters.add("attribute.hit.recent")

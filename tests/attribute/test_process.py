@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -175,3 +176,60 @@ def test_ancestry_chain_parent_child_grandchild() -> None:
         )
     finally:
         resolver.close()
+
+
+def test_direct_proc_reads_agree_with_psutil(tmp_path: Path) -> None:
+    # comm may hold ')' and spaces, and a name over 15 bytes is cut by the kernel
+    link = tmp_path / "we) ird (name-longer-than-15"
+    link.symlink_to(os.path.realpath(sys.executable))
+    child = subprocess.Popen(
+        [str(link), "-c", "import sys; sys.stdin.read()", "arg with space", ""],
+        stdin=subprocess.PIPE,
+    )
+    hasher = ExeHasher()
+    try:
+        time.sleep(0.2)  # let it exec
+        info = ProcessFacts(PROC, hasher).info(child.pid)
+        proc = psutil.Process(child.pid)
+        assert info.name == proc.name() == link.name
+        assert info.cmdline == tuple(proc.cmdline())
+        assert info.cmdline[-2:] == ("arg with space", "")
+        assert info.exe == proc.exe() == os.path.realpath(sys.executable)
+        assert info.start_time == proc.create_time()
+        assert (info.ppid, info.user) == (os.getpid(), proc.username())
+        assert ProcessFacts(PROC, hasher).start_time(child.pid) == proc.create_time()
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(10)
+        hasher.close()
+    with pytest.raises(psutil.NoSuchProcess):
+        ProcessFacts(PROC, ExeHasher()).info(child.pid)  # reaped: gone, not half-read
+
+
+def test_lookups_never_wait_for_a_hash_and_later_ones_carry_it(tmp_path: Path) -> None:
+    binary = tmp_path / "big-tool"
+    shutil.copy2(os.path.realpath(sys.executable), binary)
+    with binary.open("ab") as grow:  # ~64 MiB: hashing takes tens of ms, a lookup well under
+        grow.write(os.urandom(1 << 20) * 64)
+    expected = hashlib.sha256(binary.read_bytes()).hexdigest()
+    child = subprocess.Popen(
+        [str(binary), "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
+    hasher = ExeHasher()
+    facts = ProcessFacts(PROC, hasher)
+    try:
+        time.sleep(0.2)
+        started = time.perf_counter()
+        first = facts.info(child.pid)
+        assert time.perf_counter() - started < 0.04  # the old default waited 0.05 s
+        assert first.exe_sha256 is None  # not yet hashed: the event says so, nothing waits
+        deadline = time.monotonic() + 20
+        while facts.info(child.pid).exe_sha256 is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert facts.info(child.pid).exe_sha256 == expected
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(10)
+        hasher.close()

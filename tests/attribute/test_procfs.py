@@ -94,3 +94,20 @@ def test_young_process_with_unchanged_fd_count_found_without_full_scan() -> None
         child.stdin.close()
         child.wait(timeout=10)
         child.stdout.close()
+
+
+def test_a_socket_closed_meanwhile_skips_the_costly_steps() -> None:
+    index = SocketIndex(Path("/proc"), full_interval=0.0)
+    index.full_scan()
+    with socket.socket() as sock:
+        inode = os.fstat(sock.fileno()).st_ino
+    asked: list[bool] = []
+
+    def closed() -> bool:
+        asked.append(True)
+        return False
+
+    assert index.owners(inode, os.getuid(), still_open=closed).pids == ()
+    assert asked == [True] and index.full_scans == 1  # no fd-count sweep, no full rescan
+    assert index.owners(inode, os.getuid()).pids == ()
+    assert index.full_scans == 2  # without the hint the rate-limited full scan runs

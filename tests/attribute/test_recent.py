@@ -48,3 +48,19 @@ def test_bounded_and_never_older_than_ttl(events: list[tuple[int, float]], cap: 
         if got is not None:
             seen = [ts for p, ts in events if p == port]
             assert got.pid == port and now - max(seen) <= 2.0
+
+
+def test_an_entry_for_another_socket_is_not_recalled() -> None:
+    recent = RecentSockets(ttl=5.0)
+    recent.remember(KEY, _info(1), 100.0, inode=111)
+    assert recent.recall(KEY, 101.0, inode=111) == _info(1)
+    assert recent.recall(KEY, 101.0) == _info(1)  # no socket open now: the memory answers
+    assert recent.recall(KEY, 101.0, inode=222) is None  # a new socket on the same 5-tuple
+
+
+def test_forget_drops_the_earlier_connection() -> None:
+    recent = RecentSockets(ttl=5.0)
+    recent.remember(KEY, _info(1), 100.0, inode=111)
+    recent.forget(KEY)
+    recent.forget(KEY)  # idempotent
+    assert recent.recall(KEY, 100.5) is None and len(recent) == 0

@@ -1,5 +1,6 @@
 """ProcessResolver against real child processes, real sockets and a real network namespace."""
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -105,6 +106,7 @@ def test_short_lived_process_alive_then_from_memory(resolver: ProcessResolver) -
         port = listener.getsockname()[1]
         warm = start_client("tcp", "127.0.0.1", port)  # caches the python binary's sha256
         _assert_named(resolver, warm)
+        _wait_for_hash(resolver, warm)
         warm.finish()
         quick = start_client("tcp", "127.0.0.1", port, hold="0.02")
         alive = resolver.attribute(quick.flow, time.time())
@@ -120,6 +122,18 @@ def test_short_lived_process_alive_then_from_memory(resolver: ProcessResolver) -
         gone = resolver.attribute(unseen.flow, time.time())
         assert gone.status == "unknown:closed-before-lookup"
         assert resolver.counters.get("attribute.miss.closed-before-lookup") == 1
+
+
+def _wait_for_hash(res: ProcessResolver, client: Client) -> None:
+    """Lookups never wait for a hash: a later lookup of the same process carries it."""
+    deadline = time.monotonic() + 10
+    while True:
+        process = res.attribute(client.flow, time.time()).process
+        assert process is not None
+        if process.exe_sha256 is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    assert process.exe_sha256 == hashlib.sha256(Path(process.exe or "").read_bytes()).hexdigest()
 
 
 def test_recent_memory_expires() -> None:
@@ -236,3 +250,18 @@ def test_unprivileged_resolver_reports_no_permission() -> None:
             assert out.stdout.strip() == "unknown:no-permission"
         finally:
             client.finish()
+
+
+def test_a_new_connection_never_recalls_the_earlier_owner(resolver: ProcessResolver) -> None:
+    with tcp_listener() as listener:
+        client = start_client("tcp", "127.0.0.1", listener.getsockname()[1])
+        first = resolver.attribute(client.flow, time.time(), new_connection=True)
+        assert first.process is not None and first.process.pid == client.proc.pid
+        client.finish()
+        recalled = resolver.attribute(client.flow, time.time())  # a late packet of that flow
+        assert recalled.process is not None and recalled.process.pid == client.proc.pid
+        # the 5-tuple is free again: a SYN on it is a new connection, not the exited client's
+        again = resolver.attribute(client.flow, time.time(), new_connection=True)
+        assert again.status == "unknown:closed-before-lookup"
+        later = resolver.attribute(client.flow, time.time())
+        assert later.status == "unknown:closed-before-lookup"
