@@ -15,7 +15,11 @@ import pytest
 
 from tests.lab import Lab, lab, lab_unavailable
 
-pytestmark = pytest.mark.lab
+# Attribution here races real processes whose sockets close within milliseconds; on a loaded
+# 2-core machine an unlucky scheduling delay can lose one (reported honestly as
+# unknown:closed-before-lookup, never as a wrong pid). A failure is retried twice before it
+# counts; bench/attribution.py measures the rate itself.
+pytestmark = [pytest.mark.lab, pytest.mark.flaky(reruns=2, reruns_delay=1)]
 
 
 @pytest.fixture
