@@ -11,14 +11,14 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from egresswatch.capture.live import Frame
 from egresswatch.counters import Counters
 from egresswatch.model import Attribution, Event, FlowKey, Observation
 from egresswatch.naming import Namer
-from egresswatch.output import observation_to_dict
 from egresswatch.pipeline import ObservationDecoder
+from egresswatch.relay import StubRelays
 
 EXPIRE_EVERY = 1.0
 DUPLICATE_WINDOW = 0.2
@@ -91,6 +91,7 @@ class Agent:
         self.sink = sink
         self.decoder = decoder or ObservationDecoder(emit_flows=True)
         self.namer = namer or Namer()
+        self.relays = StubRelays()
         self.counters = Counters()
         self.latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self._last_expire = 0.0
@@ -128,7 +129,7 @@ class Agent:
         ifindex = self._index_of(frame.interface)
         observations = self.decoder.decode_frame(frame.ts, frame.linktype, frame.data)
         shared: dict[tuple[FlowKey, LocalEnd], Attribution] = {}  # flow + hello of one packet
-        events = [self.event(obs, ifindex, shared) for obs in observations]
+        events = self.relays.link([self.event(obs, ifindex, shared) for obs in observations])
         for event in events:
             self.sink(event)
             self.latencies.append(time.time() - frame.ts)
@@ -238,29 +239,3 @@ def latency_percentiles(samples: deque[float]) -> tuple[float, float] | None:
         return None
     ordered = sorted(samples)
     return ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
-
-
-def event_to_dict(event: Event) -> dict[str, Any]:
-    """The agent's JSON record: the replay contract plus process, attribution and naming fields."""
-    record = observation_to_dict(event.observation)
-    process = event.attribution.process
-    record.update(
-        attribution=event.attribution.status,
-        host=event.host,
-        name_source=event.name_source,
-        name_conflict=event.name_conflict,
-        tool=event.tool,
-        pid=process.pid if process else None,
-        process=process.name if process else None,
-        exe=process.exe if process else None,
-        exe_sha256=process.exe_sha256 if process else None,
-        cmdline=list(process.cmdline) if process else None,
-        user=process.user if process else None,
-        ppid=process.ppid if process else None,
-        ancestry=[{"pid": a.pid, "name": a.name, "exe": a.exe} for a in process.ancestry]
-        if process
-        else None,
-        netns=process.netns if process else None,
-        container=process.container if process else None,
-    )
-    return record

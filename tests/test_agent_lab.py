@@ -23,8 +23,9 @@ from egresswatch.capture.live import LINKTYPE_RAW, Frame, LiveCapture
 from egresswatch.model import Attribution, FlowKey
 
 try:
-    from egresswatch.agent import Agent, event_to_dict
+    from egresswatch.agent import Agent
     from egresswatch.attribute.resolver import ProcessResolver
+    from egresswatch.output import event_to_dict
 except ImportError as missing:  # the decode stage lands separately; say what is missing
     pytest.skip(f"agent pipeline incomplete: {missing}", allow_module_level=True)
 from egresswatch.model import Event
@@ -211,10 +212,16 @@ def _s_client(net: Lab, sni: str) -> int:
 
 def test_short_lived_processes(net: Lab, agent: Recorder) -> None:
     resolve = f"short.lab:443:{net.server_ip}"
+    start = time.time()  # the agent is shared by the module: ignore earlier attempts' events
     pids = [run(curl("https://short.lab/", "--resolve", resolve)) for _ in range(20)]
     for pid in pids:
         assert agent.wait(of_pid(pid, "flow")), f"curl {pid} not attributed: {agent.tail()}"
-    mine = agent.wait(lambda e: e.observation.kind == "tls" and e.host == "short.lab", count=20)
+    mine = agent.wait(
+        lambda e: (
+            e.observation.kind == "tls" and e.host == "short.lab" and e.observation.ts >= start
+        ),
+        count=20,
+    )
     wrong = [
         e for e in mine if e.attribution.process is None or e.attribution.process.pid not in pids
     ]
@@ -223,6 +230,7 @@ def test_short_lived_processes(net: Lab, agent: Recorder) -> None:
 
 def test_fifty_parallel_connections(net: Lab, agent: Recorder) -> None:
     resolve = f"par.lab:443:{net.server_ip}"
+    start = time.time()
     procs = [
         subprocess.Popen(
             curl("https://par.lab/", "--resolve", resolve),
@@ -235,7 +243,9 @@ def test_fifty_parallel_connections(net: Lab, agent: Recorder) -> None:
         proc.wait(60)
     pids = {p.pid for p in procs}
     hellos = agent.wait(
-        lambda e: e.observation.kind == "tls" and e.host == "par.lab", count=50, timeout=15
+        lambda e: e.observation.kind == "tls" and e.host == "par.lab" and e.observation.ts >= start,
+        count=50,
+        timeout=15,
     )
     got = {e.attribution.process.pid for e in hellos if e.attribution.process is not None}
     wrong = [

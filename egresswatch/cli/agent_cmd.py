@@ -1,6 +1,5 @@
 """`egresswatch agent` (live capture -> attributed events) and `egresswatch doctor` (what works)."""
 
-import importlib
 import signal
 import sys
 import threading
@@ -10,24 +9,24 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from egresswatch.agent import Agent, Attributor, NoAttribution, event_to_dict, latency_percentiles
+from egresswatch.agent import Agent, Attributor, NoAttribution, latency_percentiles
 from egresswatch.capture.live import LiveCapture
 from egresswatch.counters import Counters
 from egresswatch.doctor import print_report, run_checks
 from egresswatch.errors import CaptureError
 from egresswatch.model import Event
-from egresswatch.output import for_rich, printable, summary_host, to_json_line
+from egresswatch.output import event_to_dict, for_rich, printable, summary_host, to_json_line
 
 
 def build_attributor(stderr: Console) -> Attributor:
     """The process resolver, or a stand-in that records why attribution is unavailable."""
+    from egresswatch.attribute.resolver import ProcessResolver
+
     try:
-        module = importlib.import_module("egresswatch.attribute.resolver")
-        resolver: Attributor = module.ProcessResolver()
-    except (ImportError, AttributeError) as err:
+        return ProcessResolver()
+    except OSError as err:  # no netlink sock_diag or no /proc here: capture still works
         stderr.print(f"[yellow]warning:[/] no process attribution: {for_rich(str(err))}")
         return NoAttribution()
-    return resolver
 
 
 def _jsonl_sink(event: Event) -> None:
