@@ -8,7 +8,6 @@ import math
 import random
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -25,16 +24,9 @@ from egresswatch.store.schema import (
     Hostname,
     pack_flags,
 )
-from tests.store.factory import backend_url, dns_response, flow_start, process, tls_hello
+from tests.store.factory import dns_response, flow_start, process, tls_hello
 
 T0 = 1_763_900_000.0
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s = open_store(backend_url(request.param, tmp_path))
-    yield s
-    s.close()
 
 
 @pytest.fixture(scope="module")

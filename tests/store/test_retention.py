@@ -1,10 +1,8 @@
 """Retention by age and by size removes old events and the side rows only they used."""
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, insert, select
 
 from egresswatch.model import Event
@@ -18,16 +16,9 @@ from egresswatch.store.schema import (
     NameBinding,
     Process,
 )
-from tests.store.factory import backend_url, dns_response, mixed, process, tls_hello
+from tests.store.factory import dns_response, mixed, process, tls_hello
 
 DAY = 86_400.0
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s = open_store(backend_url(request.param, tmp_path))
-    yield s
-    s.close()
 
 
 def write(store: Store, events: list[Event]) -> None:

@@ -5,7 +5,6 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -18,7 +17,6 @@ from egresswatch.store.ingest import storable
 from egresswatch.store.schema import Destination, DestinationTool, Hostname, NameBinding, Process
 from tests.store.factory import (
     HOSTILE,
-    backend_url,
     dns_query,
     dns_response,
     flow_start,
@@ -28,13 +26,6 @@ from tests.store.factory import (
 )
 
 T0 = 1_763_900_000.0
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s = open_store(backend_url(request.param, tmp_path))
-    yield s
-    s.close()
 
 
 def write(store: Store, events: list[Event]) -> None:
