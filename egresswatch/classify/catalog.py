@@ -3,15 +3,15 @@
 File format and matching rules: docs/catalog.md.
 """
 
-import csv
 import functools
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
 from publicsuffixlist import PublicSuffixList
 
+from egresswatch.classify.csvdata import data_rows
 from egresswatch.classify.destinations import (
     Classification,
     Entry,
@@ -61,36 +61,15 @@ def parse_catalog(text: str, origin: str) -> list[RawRow]:
     Raises:
         ConfigError: "<origin>:<line>: <problem>" for the first malformed line.
     """
-    reader = csv.reader(_uncommented(text.splitlines()), strict=True)
     rows: list[RawRow] = []
     seen: set[tuple[str, str]] = set()
-    try:
-        header_seen = False
-        for fields in reader:
-            if not fields:
-                continue
-            where = f"{origin}:{reader.line_num}"
-            if not header_seen:
-                if tuple(f.strip() for f in fields) != HEADER:
-                    raise ConfigError(f"{where}: expected header {','.join(HEADER)}")
-                header_seen = True
-                continue
-            row = _parse_row(fields, where)
-            if (row[0], row[1].category) in seen:
-                raise ConfigError(f"{where}: duplicate row for {row[0]} {row[1].category}")
-            seen.add((row[0], row[1].category))
-            rows.append(row)
-    except csv.Error as exc:
-        raise ConfigError(f"{origin}:{reader.line_num}: bad CSV: {exc}") from exc
-    if not header_seen:
-        raise ConfigError(f"{origin}:1: empty catalog (expected header {','.join(HEADER)})")
+    for where, fields in data_rows(text, origin, HEADER, "catalog"):
+        row = _parse_row(fields, where)
+        if (row[0], row[1].category) in seen:
+            raise ConfigError(f"{where}: duplicate row for {row[0]} {row[1].category}")
+        seen.add((row[0], row[1].category))
+        rows.append(row)
     return rows
-
-
-def _uncommented(lines: Iterable[str]) -> Iterator[str]:
-    # Blank out comment lines instead of dropping them so csv line numbers stay true.
-    for line in lines:
-        yield "" if line.lstrip().startswith("#") else line
 
 
 def _parse_row(fields: Sequence[str], where: str) -> RawRow:

@@ -3,17 +3,17 @@
 Pure: the caller (attribution) gathers the process facts; rules live in egresswatch/data/tools.csv.
 """
 
-import csv
 import functools
 import posixpath
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import translate
 from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+from egresswatch.classify.csvdata import data_rows
 from egresswatch.errors import ConfigError
 from egresswatch.model import ProcessInfo, ProcessRef
 
@@ -202,30 +202,9 @@ def parse_tool_rules(text: str, origin: str) -> list[_Rule]:
     Raises:
         ConfigError: "<origin>:<line>: <problem>" for the first malformed line.
     """
-    reader = csv.reader(_uncommented(text.splitlines()), strict=True)
-    rules: list[_Rule] = []
-    header_seen = False
-    try:
-        for fields in reader:
-            if not fields:
-                continue
-            where = f"{origin}:{reader.line_num}"
-            if header_seen:
-                rules.append(_parse_rule(fields, where))
-            elif tuple(f.strip() for f in fields) == HEADER:
-                header_seen = True
-            else:
-                raise ConfigError(f"{where}: expected header {','.join(HEADER)}")
-    except csv.Error as exc:
-        raise ConfigError(f"{origin}:{reader.line_num}: bad CSV: {exc}") from exc
-    if not header_seen:
-        raise ConfigError(f"{origin}:1: empty rule file (expected header {','.join(HEADER)})")
-    return rules
-
-
-def _uncommented(lines: Iterable[str]) -> Iterator[str]:
-    for line in lines:
-        yield "" if line.lstrip().startswith("#") else line
+    return [
+        _parse_rule(fields, where) for where, fields in data_rows(text, origin, HEADER, "rule file")
+    ]
 
 
 def _parse_rule(fields: Sequence[str], where: str) -> _Rule:
