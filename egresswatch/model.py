@@ -89,6 +89,7 @@ class Observation:
 
 
 NameSource = Literal["sni", "quic-sni", "dns-same-pid", "dns-any"]
+AttributionMethod = Literal["ebpf", "sock-diag", "recent"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,10 +126,15 @@ class ProcessInfo:
 
 @dataclass(frozen=True, slots=True)
 class Attribution:
-    """Who sent a packet: `status` is "exact" with `process` set, or "unknown:<reason>"."""
+    """Who sent a packet: `status` is "exact" with `process` set, or "unknown:<reason>".
+
+    `method` names what found the process: "ebpf" (the kernel's cgroup hooks), "sock-diag"
+    (a live socket lookup), "recent" (the memory of a socket seen open); None when unknown.
+    """
 
     status: str
     process: ProcessInfo | None = None
+    method: AttributionMethod | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,9 @@ from typing import Literal
 
 import psutil
 
+from egresswatch.attribute.bpf.kernel import KernelOwners
 from egresswatch.attribute.netns import NetnsHandle, is_loopback
+from egresswatch.attribute.owners import ExecCache, owner_info
 from egresswatch.attribute.process import ExeHasher, ProcessFacts
 from egresswatch.attribute.procfs import SocketIndex
 from egresswatch.attribute.recent import RecentSockets, SocketKey
@@ -81,8 +83,12 @@ class ProcessResolver:
         facts_ttl: float = 2.0,
         full_scan_interval: float = 0.5,
         hash_wait: float = 0.0,
+        kernel: KernelOwners | None = None,
+        execs: ExecCache | None = None,
     ) -> None:
         self.counters = Counters()
+        self._kernel = kernel  # the in-kernel source, asked first when the agent has one
+        self._execs = execs
         self._proc = proc_root
         self._index = SocketIndex(proc_root, full_scan_interval)
         self._hasher = ExeHasher(wait=hash_wait)
@@ -123,7 +129,7 @@ class ProcessResolver:
         try:
             if new_connection and flow.transport == "tcp":
                 self._forget(flow)
-            result = self._attribute(flow, ts, ifindex, local)
+            result = self._from_kernel(flow, ts, local) or self._attribute(flow, ts, ifindex, local)
         except _Miss as miss:
             result = Attribution(f"unknown:{miss.reason}")
         except Exception:  # the containment point: a packet must never stop the agent
@@ -134,10 +140,28 @@ class ProcessResolver:
         return result
 
     def close(self) -> None:
+        if self._kernel is not None:
+            self._kernel.close()
         for handle in [self._root, *self._others.values()]:
             handle.close()
         self._others.clear()
         self._hasher.close()
+
+    def _from_kernel(self, flow: FlowKey, ts: float, local: LocalEnd) -> Attribution | None:
+        """The owner the cgroup hooks reported for the local socket, if they saw it."""
+        if self._kernel is None:
+            return None
+        src, dst = _normalise(flow.src), _normalise(flow.dst)
+        if local == "dst":
+            key = (flow.transport, dst, flow.dport, src, flow.sport)
+        else:  # the sender; a receiver that is not the sender is left to sock_diag
+            key = (flow.transport, src, flow.sport, dst, flow.dport)
+        owner = self._kernel.owner(key, ts)
+        if owner is None:
+            return None
+        info = owner_info(owner, self._facts, self._execs, None)
+        self.counters.add("attribute.hit.ebpf")
+        return Attribution("exact", info, "ebpf")
 
     def _forget(self, flow: FlowKey) -> None:
         src, dst = _normalise(flow.src), _normalise(flow.dst)
@@ -222,7 +246,7 @@ class ProcessResolver:
         if end.transport == "udp" and hit.state == TCP_CLOSE:  # unconnected: any peer
             self._recent.remember(end.key(connected=False), info, ts, hit.inode)
         self.counters.add("attribute.hit.live")
-        return Attribution("exact", info)
+        return Attribution("exact", info, "sock-diag")
 
     def _gone(self, end: _End, hit: SocketHit, handle: NetnsHandle, ifindex: int) -> bool:
         """Whether the socket `hit` found a moment ago has closed since."""
@@ -249,7 +273,7 @@ class ProcessResolver:
         if info is None:
             raise _Miss(reason)
         self.counters.add("attribute.hit.recent")
-        return Attribution("exact", info)
+        return Attribution("exact", info, "recent")
 
     def _sync_netns(self) -> None:
         """Open handles for namespaces that gained processes; close those that lost them all."""

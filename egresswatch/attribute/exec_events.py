@@ -1,0 +1,134 @@
+"""Process facts cached at exec time from the proc connector (netlink), so a process that lives
+1 ms is still known after it exits: its socket's owner record names the pid, this names the rest.
+"""
+
+import contextlib
+import os
+import socket
+import struct
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import psutil
+
+from egresswatch.attribute.process import ExeHasher, ProcessFacts
+from egresswatch.counters import Counters
+from egresswatch.model import ProcessInfo
+
+NETLINK_CONNECTOR = 11
+CN_IDX_PROC = 1
+CN_VAL_PROC = 1
+PROC_CN_MCAST_LISTEN = 1
+PROC_CN_MCAST_IGNORE = 2
+PROC_EVENT_EXEC = 2
+NLMSG_DONE = 3
+MAX_PROCESSES = 8192
+PER_PID = 2  # a pid reused (or exec'd twice) keeps its previous image's facts too
+START_SLACK = 0.05  # /proc start times have clock-tick resolution
+_NLMSG = struct.Struct("=IHHII")
+_CN_MSG = struct.Struct("=IIIIHH")
+_EVENT_HEAD = struct.Struct("=IIQ")
+_EXEC = struct.Struct("=ii")
+_RCVBUF = 4 << 20
+SO_RCVBUFFORCE = 33
+
+
+def listen_message(op: int = PROC_CN_MCAST_LISTEN) -> bytes:
+    """The netlink message that subscribes to (or leaves) process events."""
+    payload = struct.pack("=I", op)
+    cn = _CN_MSG.pack(CN_IDX_PROC, CN_VAL_PROC, 0, 0, len(payload), 0) + payload
+    return _NLMSG.pack(_NLMSG.size + len(cn), NLMSG_DONE, 0, 0, os.getpid()) + cn
+
+
+def exec_pids(datagram: bytes) -> list[int]:
+    """The process (tgid) of each exec event in one netlink datagram; pure."""
+    pids: list[int] = []
+    offset = 0
+    while offset + _NLMSG.size <= len(datagram):
+        length = _NLMSG.unpack_from(datagram, offset)[0]
+        if length < _NLMSG.size or offset + length > len(datagram):
+            break
+        body = offset + _NLMSG.size + _CN_MSG.size
+        if body + _EVENT_HEAD.size + _EXEC.size <= offset + length:
+            what = _EVENT_HEAD.unpack_from(datagram, body)[0]
+            if what == PROC_EVENT_EXEC:
+                pids.append(_EXEC.unpack_from(datagram, body + _EVENT_HEAD.size)[1])
+        offset += (length + 3) & ~3
+    return pids
+
+
+class ExecWatcher:
+    """Reads every exec on a daemon thread; keeps the new image's facts (bounded, thread-safe)."""
+
+    def __init__(self, sock: socket.socket, proc_root: Path = Path("/proc")) -> None:
+        self._sock = sock
+        self._facts = ProcessFacts(proc_root, ExeHasher())
+        self._cache: OrderedDict[int, list[ProcessInfo]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.counters = Counters()
+
+    @classmethod
+    def open(cls, proc_root: Path = Path("/proc")) -> "ExecWatcher":
+        """Subscribes to process events; OSError when not allowed (needs CAP_NET_ADMIN)."""
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
+        try:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, _RCVBUF)
+            sock.bind((0, CN_IDX_PROC))
+            sock.send(listen_message())
+        except OSError:
+            sock.close()
+            raise
+        return cls(sock, proc_root)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="egresswatch-exec", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._closed:
+            try:
+                datagram = self._sock.recv(65536)
+            except OSError as err:
+                if self._closed:
+                    return
+                # ENOBUFS: events were lost while we were busy; count it and go on
+                self.counters.add(f"exec.errors.{err.errno}")
+                continue
+            for pid in exec_pids(datagram):
+                self._remember(pid)
+
+    def _remember(self, pid: int) -> None:
+        try:
+            info = self._facts.info(pid)
+        except psutil.Error:
+            self.counters.add("exec.missed")  # gone before we could read it
+            return
+        with self._lock:
+            infos = self._cache.setdefault(pid, [])
+            infos.append(info)
+            del infos[:-PER_PID]
+            self._cache.move_to_end(pid)
+            if len(self._cache) > MAX_PROCESSES:
+                self._cache.popitem(last=False)
+        self.counters.add("exec.cached")
+
+    def facts(self, pid: int, at: float) -> ProcessInfo | None:
+        """Facts of the newest image `pid` ran that had started by `at` (epoch seconds)."""
+        with self._lock:
+            infos = list(self._cache.get(pid, ()))
+        started = [i for i in infos if (i.start_time or 0.0) <= at + START_SLACK]
+        return started[-1] if started else None
+
+    def close(self) -> None:
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._sock.send(listen_message(PROC_CN_MCAST_IGNORE))
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
+        if self._thread is not None:
+            self._thread.join(1.0)
