@@ -16,7 +16,7 @@ from typing import Literal, Protocol
 from egresswatch.capture.live import Frame
 from egresswatch.counters import Counters
 from egresswatch.model import Attribution, Event, FlowKey, Observation
-from egresswatch.naming import Namer
+from egresswatch.naming import Namer, PendingFlows
 from egresswatch.pipeline import ObservationDecoder
 from egresswatch.relay import StubRelays
 
@@ -92,6 +92,7 @@ class Agent:
         self.decoder = decoder or ObservationDecoder(emit_flows=True)
         self.namer = namer or Namer()
         self.relays = StubRelays()
+        self.pending = PendingFlows()  # TCP flow records wait briefly for their hello's SNI
         self.counters = Counters()
         self.latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self._last_expire = 0.0
@@ -106,15 +107,17 @@ class Agent:
         try:
             self._drain(stop)
         finally:
+            self._emit(self.pending.flush())
             sys.setswitchinterval(previous)
             _restore_thread_priority(niceness)
 
     def _drain(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            frame = self.source.get(timeout=0.2)
+            frame = self.source.get(timeout=0.05 if len(self.pending) else 0.2)
             now = time.time()
             if frame is not None:
                 self.handle(frame)
+            self._emit(self.pending.due(now))
             if now - self._last_expire >= EXPIRE_EVERY:
                 self.decoder.expire(now)
                 self._ifindex.clear()  # interfaces come and go; indexes are reused
@@ -130,11 +133,17 @@ class Agent:
         observations = self.decoder.decode_frame(frame.ts, frame.linktype, frame.data)
         shared: dict[tuple[FlowKey, LocalEnd], Attribution] = {}  # flow + hello of one packet
         events = self.relays.link([self.event(obs, ifindex, shared) for obs in observations])
+        ready = self.pending.admit(events)
+        self._emit(ready, frame.ts)
+        return ready
+
+    def _emit(self, events: list[Event], frame_ts: float | None = None) -> None:
+        """Hands events to the sink; latency counts only those of the frame just handled."""
         for event in events:
             self.sink(event)
-            self.latencies.append(time.time() - frame.ts)
+            if frame_ts is not None and event.observation.ts == frame_ts:
+                self.latencies.append(time.time() - frame_ts)
             self.counters.add(f"agent.emitted.{event.observation.kind}")
-        return events
 
     def _index_of(self, interface: str) -> int:
         index = self._ifindex.get(interface)
@@ -170,6 +179,7 @@ class Agent:
             name_source=naming.source,
             name_conflict=naming.conflict,
             tool=process.tool if process else None,
+            name_candidates=naming.candidates,
         )
 
     def _attribute(self, obs: Observation, ifindex: int, local: LocalEnd) -> Attribution:

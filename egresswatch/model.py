@@ -88,7 +88,7 @@ class Observation:
     tunneled: bool = False
 
 
-NameSource = Literal["sni", "quic-sni", "dns-same-pid", "dns-any"]
+NameSource = Literal["sni", "quic-sni", "dns-same-pid", "dns-any", "dns"]
 AttributionMethod = Literal["ebpf", "sock-diag", "recent"]
 
 
@@ -142,7 +142,9 @@ class Event:
     """An observation with everything the later stages learned about it; what the store keeps.
 
     `host` is the best name for the destination and `name_source` where it came from;
-    `name_conflict` is True when a DNS name and the SNI of the same flow disagree.
+    `name_conflict` is True when a DNS name and the SNI of the same flow disagree;
+    `name_candidates` holds every name that fit when more than one did (`host` is then only the
+    newest answer's: the name is ambiguous).
     `category` comes from the destination catalog ("unknown" when nothing matched) and
     `catalog_entry` names the pattern that matched.
     """
@@ -155,3 +157,8 @@ class Event:
     category: str | None = None
     catalog_entry: str | None = None
     tool: str | None = None
+    name_candidates: tuple[str, ...] = ()
+
+    @property
+    def name_ambiguous(self) -> bool:
+        return len(self.name_candidates) > 1

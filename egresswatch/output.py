@@ -45,9 +45,12 @@ def event_to_dict(event: Event) -> dict[str, Any]:
     process = event.attribution.process
     record.update(
         attribution=event.attribution.status,
+        attribution_method=event.attribution.method,
         host=event.host,
         name_source=event.name_source,
         name_conflict=event.name_conflict,
+        name_ambiguous=event.name_ambiguous,
+        name_candidates=list(event.name_candidates) if event.name_ambiguous else None,
         category=event.category,
         catalog_entry=event.catalog_entry,
         tool=event.tool,

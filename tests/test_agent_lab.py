@@ -24,6 +24,7 @@ from egresswatch.model import Attribution, FlowKey
 
 try:
     from egresswatch.agent import Agent
+    from egresswatch.attribute.methods import build_resolver
     from egresswatch.attribute.resolver import ProcessResolver
     from egresswatch.output import event_to_dict
 except ImportError as missing:  # the decode stage lands separately; say what is missing
@@ -100,7 +101,8 @@ def agent(net: Lab) -> Iterator[Recorder]:
     capture = LiveCapture()
     capture.start()
     recorder = Recorder()
-    resolver = ProcessResolver()
+    resolver, methods = build_resolver()  # the kernel hooks when allowed, else sock_diag
+    assert methods[0].ok, methods[0].detail  # this project's machines allow the eBPF hooks
     loop = Agent(capture, resolver, recorder)
     stop = threading.Event()
     thread = threading.Thread(target=loop.run, args=(stop,), daemon=True)
@@ -176,7 +178,10 @@ def test_curl_through_lab_dns_is_attributed_and_named(net: Lab, agent: Recorder)
     assert flow.observation.flow.dst == net.server_ip
     assert flow.attribution.status == "exact" and flow.attribution.process is not None
     assert flow.attribution.process.exe == CURL
-    assert (flow.host, flow.name_source) == ("api.openai.lab", "dns-same-pid")
+    # the flow record waits for its hello, so it carries the SNI, not a DNS guess
+    assert (flow.host, flow.name_source) == ("api.openai.lab", "sni")
+    assert flow.attribution.method == "ebpf"
+    assert answer.host == "api.openai.lab" and answer.name_source == "dns"
     tls = agent.one(of_pid(pid, "tls"))
     assert tls is not None and (tls.host, tls.name_source, tls.name_conflict) == (
         "api.openai.lab",
@@ -186,6 +191,7 @@ def test_curl_through_lab_dns_is_attributed_and_named(net: Lab, agent: Recorder)
     record = json.loads(to_json_line(event_to_dict(tls)))
     assert record["pid"] == pid and record["exe"] == CURL and record["sni"] == "api.openai.lab"
     assert record["attribution"] == "exact" and isinstance(record["cmdline"], list)
+    assert record["attribution_method"] == "ebpf" and record["name_ambiguous"] is False
     assert {"ppid", "ancestry", "netns", "container", "user", "exe_sha256", "tool"} <= set(record)
 
 
@@ -196,7 +202,8 @@ def test_sni_that_disagrees_with_dns_is_flagged(net: Lab, agent: Recorder) -> No
     assert tls is not None
     assert (tls.host, tls.name_source, tls.name_conflict) == ("evil.lab", "sni", True)
     flow = agent.one(of_pid(pid, "flow"))
-    assert flow is not None and flow.name_source == "dns-any" and flow.host == "good.lab"
+    assert flow is not None and (flow.host, flow.name_source) == ("evil.lab", "sni")
+    assert flow.name_conflict
 
 
 def _s_client(net: Lab, sni: str) -> int:
@@ -299,7 +306,8 @@ def test_dns_through_stub_resolver_on_lo(net: Lab, agent: Recorder) -> None:
     )
     assert queries, "the query to the stub on lo is attributed to curl"
     flow = agent.one(of_pid(pid, "flow"))
-    assert flow is not None and (flow.host, flow.name_source) == ("stubbed.lab", "dns-same-pid")
+    assert flow is not None and (flow.host, flow.name_source) == ("stubbed.lab", "sni")
+    assert not flow.name_conflict  # the SNI is the name curl's own lookup returned
 
 
 def test_client_in_its_own_network_namespace(net: Lab, agent: Recorder) -> None:

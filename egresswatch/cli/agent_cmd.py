@@ -20,10 +20,14 @@ from egresswatch.output import event_to_dict, for_rich, printable, summary_host,
 
 def build_attributor(stderr: Console) -> Attributor:
     """The process resolver, or a stand-in that records why attribution is unavailable."""
-    from egresswatch.attribute.resolver import ProcessResolver
+    from egresswatch.attribute.methods import build_resolver
 
     try:
-        return ProcessResolver()
+        resolver, methods = build_resolver()
+        for method in methods:
+            if not method.ok:  # the fallback still works; say once what is missing and why
+                stderr.print(f"[yellow]note:[/] {method.name}: {for_rich(method.detail)}")
+        return resolver
     except OSError as err:  # no netlink sock_diag or no /proc here: capture still works
         stderr.print(f"[yellow]warning:[/] no process attribution: {for_rich(str(err))}")
         return NoAttribution()

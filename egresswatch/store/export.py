@@ -17,6 +17,7 @@ FORMATS = ("jsonl", "csv")
 FIELDS = (
     "event_id", "time", "ts", "kind", "transport", "src", "sport", "dst", "dport", "tunneled",
     "host", "name_source", "name_conflict", "category", "catalog_entry", "tool", "attribution",
+    "attribution_method", "name_ambiguous", "name_candidates",
     "pid", "process", "exe", "exe_sha256", "cmdline", "user", "ppid", "ancestry", "netns",
     "container", "proto", "id", "is_response", "qname", "qtype", "rcode", "truncated", "answers",
     "sni", "alpn", "ech", "tls_versions", "quic_version",

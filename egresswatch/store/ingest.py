@@ -13,6 +13,7 @@ from sqlalchemy import Column, Connection, insert, select
 
 from egresswatch.model import Event, Observation, ProcessInfo
 from egresswatch.store.schema import (
+    ATTRIBUTION_METHOD_CODES,
     DNS_PROTO_CODES,
     FLAG_DNS_ID,
     FLAG_DNS_OPCODE,
@@ -233,6 +234,8 @@ class Ingest:
             "tool_id": None if ev.tool is None else self.label(conn, ev.tool),
             "name_id": None if name is None or name_is_host else self.host(conn, name),
             "detail_id": self._detail(conn, ev),
+            "attribution_method": _method_code(ev),
+            "name_candidates": json.dumps(ev.name_candidates) if ev.name_ambiguous else None,
         }
         hello = obs.hello
         if hello is not None and hello.sni is not None:
@@ -331,6 +334,11 @@ def _event_name(ev: Event) -> str | None:
     if obs.dns is not None:
         return obs.dns.qname
     return None if obs.hello is None else obs.hello.sni
+
+
+def _method_code(ev: Event) -> int | None:
+    method = ev.attribution.method
+    return None if method is None else ATTRIBUTION_METHOD_CODES[method]
 
 
 def _flags(ev: Event, ports_swapped: int, name_is_host: bool) -> int:

@@ -21,6 +21,7 @@ from egresswatch.model import (
     ProcessRef,
 )
 from egresswatch.store.schema import (
+    ATTRIBUTION_METHOD_CODES,
     BLOCK_BITS,
     DNS_PROTO_CODES,
     FLAG_DNS_ID,
@@ -64,6 +65,7 @@ _KINDS = {v: k for k, v in KIND_CODES.items()}
 _TRANSPORTS = {v: k for k, v in TRANSPORT_CODES.items()}
 _DNS_PROTOS = {v: k for k, v in DNS_PROTO_CODES.items()}
 _NAME_SOURCES = {v: k for k, v in NAME_SOURCE_CODES.items()}
+_METHODS = {v: k for k, v in ATTRIBUTION_METHOD_CODES.items()}
 PAGE = 1000
 DNS_DETAIL = '[["d",'  # how ingest.detail_text starts for a DNS message
 
@@ -277,7 +279,8 @@ def _answers(conn: Session, rows: Sequence[Row[Any]]) -> dict[int, list[_Answer]
 
 def _stored(row: Row[Any], answers: dict[int, list[_Answer]]) -> StoredEvent:
     ev: EventRow = row.EventRow
-    attribution = Attribution(row.status, _process(row))
+    method = None if ev.attribution_method is None else _METHODS.get(ev.attribution_method)
+    attribution = Attribution(row.status, _process(row), method)  # type: ignore[arg-type]
     event = Event(
         observation=_observation(row, answers.get(ev.id, [])),
         attribution=attribution,
@@ -287,6 +290,7 @@ def _stored(row: Row[Any], answers: dict[int, list[_Answer]]) -> StoredEvent:
         category=row.category,
         catalog_entry=row.catalog_entry,
         tool=row.tool,
+        name_candidates=tuple(json.loads(ev.name_candidates)) if ev.name_candidates else (),
     )
     return StoredEvent(ev.id, event)
 

@@ -34,6 +34,7 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 KIND_CODES = {"dns": 0, "tls": 1, "quic": 2, "flow": 3}
 TRANSPORT_CODES = {"udp": 0, "tcp": 1}
 DNS_PROTO_CODES = {"dns": 0, "mdns": 1, "llmnr": 2}
+ATTRIBUTION_METHOD_CODES = {"ebpf": 0, "sock-diag": 1, "recent": 2}
 NAME_SOURCE_CODES = {"sni": 0, "quic-sni": 1, "dns-same-pid": 2, "dns-any": 3, "dns": 4}
 BLOCK_BITS = 8  # event_blocks: 256 ids a block
 
@@ -208,6 +209,8 @@ class EventRow(Base):
     tool_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id"))
     name_id: Mapped[int | None] = mapped_column(ForeignKey("hostnames.id"))
     detail_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id"))
+    attribution_method: Mapped[int | None] = mapped_column(SmallInteger)  # ATTRIBUTION_METHOD_CODES
+    name_candidates: Mapped[str | None] = mapped_column(Text)  # JSON list when ambiguous
 
 
 class EventBlock(Base):
