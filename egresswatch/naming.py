@@ -163,8 +163,8 @@ def _fitting(names: dict[str, _Answer] | None, now: float, source: NameSource) -
     alive = [answer for answer in reversed(names.values()) if answer.expires >= now]
     if not alive:
         return None
-    names = tuple(answer.asked for answer in alive)
-    return _DnsHit(alive[0], source, names, tuple(answer.aliases for answer in alive))
+    asked = tuple(answer.asked for answer in alive)
+    return _DnsHit(alive[0], source, asked, tuple(answer.aliases for answer in alive))
 
 
 def _disagree(sni: str, dns: _DnsHit | None) -> bool:

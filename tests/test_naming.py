@@ -4,15 +4,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from egresswatch.model import (
+    Attribution,
     ClientHello,
     DnsAnswer,
     DnsMessage,
+    Event,
     FlowKey,
     Observation,
     ObservationKind,
     Transport,
 )
-from egresswatch.naming import TTL_GRACE, Namer, answers_by_address
+from egresswatch.naming import TTL_GRACE, Namer, Naming, PendingFlows, answers_by_address
 
 CLIENT = "10.199.7.1"
 SERVER = "10.199.7.2"
@@ -148,4 +150,92 @@ def test_never_raises_on_arbitrary_answers(
     namer.name(Observation(1.0, "dns", FlowKey("udp", SERVER, 53, CLIENT, 1), dns=msg), pid=1)
     result = namer.name(hello(sni, ts=2.0), pid=1)
     assert result.source in (None, "sni", "dns-same-pid", "dns-any")
+    assert len(result.candidates) != 1
     namer.name(flow(ts=2.0), pid=1)
+
+
+def test_dns_messages_are_named_by_their_question() -> None:
+    namer = Namer()
+    got = namer.name(response("HuggingFace.co.", a("huggingface.co")), pid=7)
+    assert (got.host, got.source) == ("huggingface.co", "dns")
+    query = Observation(
+        1.0,
+        "dns",
+        FlowKey("udp", CLIENT, 40000, "10.199.7.53", 53),
+        dns=DnsMessage(2, False, 0, "pypi.org", "A", None, False, ()),
+    )
+    assert namer.name(query, pid=7).host == "pypi.org"
+
+
+def test_newest_answer_of_the_same_process_wins_and_the_name_is_ambiguous() -> None:
+    namer = Namer()
+    namer.name(response("huggingface.co", a("huggingface.co"), ts=100.0), pid=7)
+    namer.name(response("pypi.org", a("pypi.org"), ts=100.5), pid=7)
+    got = namer.name(flow(), pid=7)
+    assert (got.host, got.source) == ("pypi.org", "dns-same-pid")
+    assert got.candidates == ("pypi.org", "huggingface.co")
+    # the same name asked again is the newest again
+    namer.name(response("huggingface.co", a("huggingface.co"), ts=100.8), pid=7)
+    assert namer.name(flow(), pid=7).candidates == ("huggingface.co", "pypi.org")
+
+
+def test_one_fitting_name_is_not_ambiguous_and_other_processes_do_not_count() -> None:
+    namer = Namer()
+    namer.name(response("pypi.org", a("pypi.org")), pid=7)
+    namer.name(response("huggingface.co", a("huggingface.co")), pid=8)
+    got = namer.name(flow(), pid=7)
+    assert (got.host, got.candidates) == ("pypi.org", ())
+    stranger = namer.name(flow(), pid=9)
+    assert stranger.source == "dns-any" and set(stranger.candidates) == {
+        "pypi.org",
+        "huggingface.co",
+    }
+
+
+def test_sni_matching_any_fitting_name_is_no_conflict() -> None:
+    namer = Namer()
+    namer.name(response("pypi.org", a("pypi.org")), pid=7)
+    namer.name(response("huggingface.co", a("huggingface.co")), pid=7)
+    assert not namer.name(hello("pypi.org"), pid=7).conflict
+    assert namer.name(hello("evil.lab"), pid=7).conflict
+
+
+def _event(obs: Observation, naming: Naming) -> Event:
+    return Event(
+        obs,
+        Attribution("exact"),
+        host=naming.host,
+        name_source=naming.source,
+        name_conflict=naming.conflict,
+        name_candidates=naming.candidates,
+    )
+
+
+def test_a_flow_waits_for_its_hello_and_carries_the_sni() -> None:
+    namer, pending = Namer(), PendingFlows(window=0.5)
+    namer.name(response("huggingface.co", a("huggingface.co")), pid=7)
+    namer.name(response("pypi.org", a("pypi.org")), pid=7)
+    syn = flow(ts=101.0)
+    assert pending.admit([_event(syn, namer.name(syn, pid=7))]) == []
+    tls = hello("pypi.org", ts=101.1)
+    out = pending.admit([_event(tls, namer.name(tls, pid=7))])
+    assert [e.observation.kind for e in out] == ["flow", "tls"]
+    assert (out[0].host, out[0].name_source, out[0].name_ambiguous) == ("pypi.org", "sni", False)
+
+
+def test_a_flow_without_a_hello_goes_out_after_the_window() -> None:
+    namer, pending = Namer(), PendingFlows(window=0.5)
+    namer.name(response("x.lab", a("x.lab")), pid=7)
+    syn = flow(ts=101.0)
+    pending.admit([_event(syn, namer.name(syn, pid=7))])
+    assert pending.due(101.4) == []
+    [late] = pending.due(101.6)
+    assert (late.host, late.name_source) == ("x.lab", "dns-same-pid")
+    assert len(pending) == 0
+
+
+def test_pending_flows_are_bounded_and_flushed() -> None:
+    pending = PendingFlows(window=5.0, limit=10)
+    out = pending.admit([_event(flow(sport=1000 + i), Naming()) for i in range(25)])
+    assert len(out) == 15 and len(pending) == 10
+    assert len(pending.flush()) == 10 and len(pending) == 0

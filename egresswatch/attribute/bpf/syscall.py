@@ -14,6 +14,7 @@ SYS_BPF = {"x86_64": 321, "aarch64": 280}
 BPF_MAP_CREATE = 0
 BPF_MAP_LOOKUP_ELEM = 1
 BPF_PROG_LOAD = 5
+BPF_PROG_QUERY = 16
 BPF_LINK_CREATE = 28
 MAP_TYPE_ARRAY = 2
 MAP_TYPE_LRU_HASH = 9
@@ -108,6 +109,13 @@ def load_program(prog_type: int, attach_type: int, insns: bytes, name: str) -> i
     except BpfError as err:
         text = log.value.decode(errors="replace")
         raise BpfError(f"load {name}", err.errno or errno.EINVAL, text) from None
+
+
+def attached_count(cgroup_fd: int, attach_type: int) -> int:
+    """How many programs are attached to the cgroup at `attach_type` (links included)."""
+    attr = _attr("=IIII", cgroup_fd, attach_type, 0, 0)
+    bpf(BPF_PROG_QUERY, attr, "prog query")
+    return int(struct.unpack_from("=I", attr.raw, 24)[0])
 
 
 def link_cgroup(prog_fd: int, cgroup_fd: int, attach_type: int) -> int:
