@@ -92,7 +92,9 @@ def report(watcher: Watcher, pids: dict[str, int], agent: Agent, lost: int | Non
     print(f"  methods: {dict(methods)}")
     latency = latency_percentiles(agent.latencies)
     if latency:
-        print(f"  packet->event latency p50 {latency[0] * 1e3:.2f} ms, p95 {latency[1] * 1e3:.2f} ms")
+        print(
+            f"  packet->event latency p50 {latency[0] * 1e3:.2f} ms, p95 {latency[1] * 1e3:.2f} ms"
+        )
     if lost is not None:
         print(f"  ring buffer records lost: {lost}")
 
@@ -119,8 +121,7 @@ def main() -> None:
         time.sleep(2)
         for watcher in (kernel, peer):
             watcher.finish()
-        kernel_owners = resolver._kernel  # noqa: SLF001 - the bench reads the loss counter
-        lost = kernel_owners.lost() if kernel_owners is not None else None
+        lost = resolver.kernel.lost() if resolver.kernel is not None else None
         report(kernel, pids, agents[0], lost)
         report(peer, pids, agents[1], None)
         if hogs is not None:

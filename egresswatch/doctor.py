@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from egresswatch.attribute.methods import probe as probe_methods
 from egresswatch.capture.bpf import compile_filter
 from egresswatch.capture.live import ALL_INTERFACES, PERMISSION_HINT, open_socket
 from egresswatch.errors import CaptureError
@@ -19,6 +20,8 @@ CAPABILITIES = {
     "CAP_NET_ADMIN": 12,
     "CAP_NET_RAW": 13,
     "CAP_SYS_PTRACE": 19,
+    "CAP_PERFMON": 38,
+    "CAP_BPF": 39,
 }
 
 
@@ -49,6 +52,8 @@ def check_capabilities() -> list[Check]:
         "CAP_NET_ADMIN": ("sockets of other network namespaces (containers)", False),
         "CAP_SYS_PTRACE": ("exe/fd of other users' processes", False),
         "CAP_DAC_READ_SEARCH": ("/proc of other users' processes", False),
+        "CAP_BPF": ("in-kernel attribution (eBPF cgroup hooks)", False),
+        "CAP_PERFMON": ("process names in the eBPF hooks", False),
     }
     return [
         Check(
@@ -115,8 +120,34 @@ def check_proc() -> Check:
         "/proc/PID/fd readable",
         ok,
         f"{readable} of {total} processes",
-        "every process attributable" if ok else "some processes: unknown:no-permission",
+        # only sockets still open at lookup time: a 1 ms DNS query needs the kernel hooks
+        "open sockets of every process attributable"
+        if ok
+        else "some processes: unknown:no-permission",
     )
+
+
+def check_attribution_methods() -> list[Check]:
+    """Each attribution method: whether it works here, and why not."""
+    consequences = {
+        "ebpf": (
+            "every socket named when used, even one living < 1 ms",
+            "sub-millisecond sockets (DNS queries) often unknown:closed-before-lookup",
+        ),
+        "exec-cache": (
+            "exe and cmdline of processes that exit at once",
+            "processes gone before lookup named by pid and comm only",
+        ),
+    }
+    checks = []
+    for method in probe_methods():
+        good, bad = consequences[method.name]
+        checks.append(
+            Check(
+                f"attribution: {method.name}", method.ok, method.detail, good if method.ok else bad
+            )
+        )
+    return checks
 
 
 def _readable_fds(proc: Path) -> int:
@@ -184,7 +215,11 @@ CHECKS: tuple[Callable[[], Check], ...] = (
 
 
 def run_checks() -> list[Check]:
-    return [*check_capabilities(), *(check() for check in CHECKS)]
+    return [
+        *check_capabilities(),
+        *(check() for check in CHECKS),
+        *check_attribution_methods(),
+    ]
 
 
 def print_report(results: list[Check], console: Console) -> None:

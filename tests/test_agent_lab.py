@@ -20,7 +20,11 @@ import dns.rrset
 import pytest
 
 from egresswatch.capture.live import LINKTYPE_RAW, Frame, LiveCapture
+from egresswatch.classify.catalog import load_catalog
+from egresswatch.daemon import Recorder as StoreRecorder
 from egresswatch.model import Attribution, FlowKey
+from egresswatch.store import open_store
+from egresswatch.store.queries import EventFilter
 
 try:
     from egresswatch.agent import Agent
@@ -421,10 +425,10 @@ class CountingAttributor:
         return Attribution("unknown:test")
 
 
-def dns_frames() -> list[Frame]:
-    query = dns.message.make_query("frame.lab", "A")
+def dns_frames(name: str = "frame.lab") -> list[Frame]:
+    query = dns.message.make_query(name, "A")
     answer = dns.message.make_response(query)
-    answer.answer.append(dns.rrset.from_text("frame.lab.", 60, "IN", "A", "10.199.1.2"))
+    answer.answer.append(dns.rrset.from_text(f"{name}.", 60, "IN", "A", "10.199.1.2"))
     return [
         Frame(
             1.0,
@@ -456,6 +460,24 @@ def test_loop_shares_lookups_drops_bridge_copies_and_contains_errors() -> None:
     [*_, last] = failing.handle(query)
     assert last.attribution.status == "unknown:error"
     assert failing.counters.get("agent.errors.attribute.RuntimeError") == 1
+
+
+def test_lookups_are_stored_with_their_host_and_found_by_category(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "events.db"))
+    try:
+        sink = StoreRecorder(load_catalog(), store.writer())
+        loop = Agent(FrameList([]), CountingAttributor(), sink)
+        for frame in dns_frames("huggingface.co"):
+            loop.handle(frame)
+        store.writer().flush()
+        found = store.query_events(EventFilter(category="model-registry"))
+    finally:
+        store.close()
+    lookups = [s.event for s in found if s.event.observation.kind == "dns"]
+    assert len(lookups) == 2  # the query and its answer
+    assert {(e.host, e.name_source, e.category) for e in lookups} == {
+        ("huggingface.co", "dns", "model-registry")
+    }
 
 
 class FrameList:

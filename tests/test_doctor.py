@@ -44,6 +44,8 @@ def test_doctor_passes_with_privileges() -> None:
     for name in ("CAP_NET_RAW", "BPF filter compiles", "AF_PACKET socket + filter attach"):
         assert results[name].ok, results[name]
     assert "lo" in results["interfaces"].detail
+    for method in ("attribution: ebpf", "attribution: exec-cache"):
+        assert results[method].ok, results[method]
     outcome = CliRunner().invoke(_app(), ["doctor"])
     assert outcome.exit_code == 0, outcome.output
     assert "AF_PACKET socket" in outcome.output
@@ -72,3 +74,22 @@ def test_doctor_fails_clearly_without_cap_net_raw() -> None:
     assert done.returncode == 1, done.stdout + done.stderr
     assert "FAIL" in done.stdout
     assert "CAP_NET_RAW" in done.stdout and "setcap" in done.stdout
+
+
+def test_doctor_says_why_the_kernel_hooks_cannot_run_without_cap_bpf() -> None:
+    if lab_unavailable() is not None:
+        pytest.skip(str(lab_unavailable()))
+    drop = "-bpf,-perfmon,-sys_admin"
+    setpriv = ["setpriv", f"--bounding-set={drop}", f"--inh-caps={drop}"]
+    done = subprocess.run(
+        [*setpriv, sys.executable, "-c", APP_CODE, "doctor"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={"COLUMNS": "250", "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr  # capture still works
+    line = next(x for x in done.stdout.splitlines() if "attribution: ebpf" in x)
+    assert "warn" in line and "bpf() refused" in line and "closed-before-lookup" in line

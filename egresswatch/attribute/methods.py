@@ -1,6 +1,6 @@
 """Which attribution methods this machine allows, and the resolver built from those that work.
 
-The in-kernel source (eBPF cgroup hooks) needs kernel >= 6.1 (CLOCK_TAI in BPF), cgroup v2,
+The in-kernel source (eBPF cgroup hooks) needs kernel >= 6.1 (bpf_ktime_get_tai_ns), cgroup v2,
 CAP_BPF + CAP_NET_ADMIN (+ CAP_PERFMON for comm); without it sock_diag + /proc still work.
 """
 
@@ -8,7 +8,7 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from egresswatch.attribute.bpf.kernel import CGROUP_ROOT, KernelOwners
+from egresswatch.attribute.bpf.kernel import KernelOwners, cgroup2_root
 from egresswatch.attribute.bpf.syscall import BpfError
 from egresswatch.attribute.exec_events import ExecWatcher
 from egresswatch.attribute.resolver import ProcessResolver
@@ -24,15 +24,16 @@ class Method:
     detail: str
 
 
-def open_kernel(cgroup: Path = CGROUP_ROOT) -> tuple[KernelOwners | None, str]:
+def open_kernel(cgroup: Path | None = None) -> tuple[KernelOwners | None, str]:
     """The in-kernel source, polling, or None and the reason it cannot run here."""
-    if not (cgroup / "cgroup.controllers").exists():
-        return None, f"no cgroup v2 hierarchy at {cgroup}"
+    cgroup = cgroup or cgroup2_root()
+    if cgroup is None or not (cgroup / "cgroup.controllers").exists():
+        return None, "no cgroup v2 hierarchy mounted (cgroup v1 only)"
     try:
         kernel = KernelOwners.open(cgroup)
     except BpfError as err:
         hint = " (needs CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON)" if err.errno == 1 else ""
-        return None, f"bpf() refused: {err.strerror}{hint} [{err.args[1]}]"
+        return None, f"bpf() refused: {err.strerror}{hint}"
     except OSError as err:
         return None, f"cannot use {cgroup}: {err.strerror}"
     kernel.start()
@@ -46,7 +47,7 @@ def open_execs() -> tuple[ExecWatcher | None, str]:
     except OSError as err:
         return None, f"proc connector refused: {err.strerror} (needs CAP_NET_ADMIN)"
     watcher.start()
-    return watcher, "exec/fork/exit events from the proc connector"
+    return watcher, "exec events from the proc connector"
 
 
 def build_resolver(use_kernel: bool = True) -> tuple[ProcessResolver, list[Method]]:

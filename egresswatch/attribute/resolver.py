@@ -106,6 +106,11 @@ class ProcessResolver:
         self._sync_netns()
 
     @property
+    def kernel(self) -> KernelOwners | None:
+        """The in-kernel source this resolver asks first, if any."""
+        return self._kernel
+
+    @property
     def root_netns(self) -> int:
         return self._root.inode
 

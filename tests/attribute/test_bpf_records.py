@@ -2,11 +2,13 @@
 
 import socket
 import struct
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from egresswatch.attribute.bpf import asm, programs
+from egresswatch.attribute.bpf.kernel import cgroup2_root
 from egresswatch.attribute.bpf.records import parse_owner, parse_packet, record_kind
 from egresswatch.attribute.exec_events import PROC_EVENT_EXEC, exec_pids, listen_message
 
@@ -115,3 +117,14 @@ def test_proc_connector_messages() -> None:
     other = struct.pack("=IIIIHH", 1, 1, 0, 0, 24, 0) + struct.pack("=IIQii", 1, 0, 0, 7, 7)
     datagram = b"".join(nl.pack(nl.size + len(body), 3, 0, 0, 0) + body for body in (event, other))
     assert exec_pids(datagram) == [42]
+
+
+def test_the_cgroup2_mount_is_found(tmp_path: Path) -> None:
+    mounts = tmp_path / "mounts"
+    mounts.write_text("cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid 0 0\nproc /proc proc rw 0 0\n")
+    assert cgroup2_root(mounts) == Path("/sys/fs/cgroup")
+    hybrid = "cgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\n"
+    mounts.write_text(hybrid + "cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n")
+    assert cgroup2_root(mounts) == Path("/sys/fs/cgroup/unified")
+    mounts.write_text("cgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\n")
+    assert cgroup2_root(mounts) is None

@@ -26,7 +26,7 @@ from egresswatch.attribute.bpf.records import (
 from egresswatch.attribute.bpf.ringbuf import RingReader
 from egresswatch.counters import Counters
 
-CGROUP_ROOT = Path("/sys/fs/cgroup/unified")
+CGROUP_ROOT = Path("/sys/fs/cgroup/unified")  # hybrid hierarchies; pure v2: /sys/fs/cgroup
 RING_BYTES = 8 << 20
 POLL_INTERVAL = 0.02
 MAX_SOCKETS = 65536
@@ -71,6 +71,18 @@ class _History(Generic[K, V]):
         return self._items.get(key, [])
 
 
+def cgroup2_root(mounts: Path = Path("/proc/self/mounts")) -> Path | None:
+    """Where the cgroup v2 hierarchy is mounted (hybrid: .../unified), or None (v1 only)."""
+    found = []
+    for line in mounts.read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 2 and fields[2] == "cgroup2":
+            found.append(Path(fields[1]))
+    if CGROUP_ROOT in found:
+        return CGROUP_ROOT
+    return found[0] if found else None
+
+
 def tai_offset() -> float:
     """CLOCK_TAI minus CLOCK_REALTIME in whole seconds (the kernel's TAI offset)."""
     tai = time.clock_gettime_ns(time.CLOCK_TAI)
@@ -99,6 +111,7 @@ class KernelOwners:
 
     @classmethod
     def open(cls, cgroup: Path = CGROUP_ROOT, ring_bytes: int = RING_BYTES) -> "KernelOwners":
+        # (cgroup: the hierarchy's root, so every process on the box, in any namespace, is seen)
         """Loads and links the programs; raises BpfError/OSError saying why it cannot."""
         fds: list[int] = []
         try:
