@@ -199,6 +199,9 @@ class Agent:
         merged = Counters()
         merged.merge(self.counters)
         merged.merge(self.decoder.all_counters())
+        attributor_counters = getattr(self.attributor, "all_counters", None)
+        if callable(attributor_counters):  # the resolver's lookups and the kernel source's loss
+            merged.merge(attributor_counters())
         return merged
 
 

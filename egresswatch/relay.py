@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 from egresswatch.lru import Lru
-from egresswatch.model import Attribution, Event, FlowKey, ProcessInfo
+from egresswatch.model import Attribution, AttributionMethod, Event, FlowKey, ProcessInfo
 
 RELAY_WINDOW = 2.0  # seconds between the application's query and the stub's upstream query
 MAX_PENDING = 4096
@@ -24,6 +24,7 @@ MAX_PENDING = 4096
 class _Asked:
     process: ProcessInfo
     ts: float
+    method: AttributionMethod | None = None
 
 
 @lru_cache(maxsize=1024)
@@ -55,7 +56,7 @@ class StubRelays:
         process = event.attribution.process
         if not msg.is_response and _is_loopback(obs.flow.dst):
             if process is not None:
-                self._asked.put(key, _Asked(process, obs.ts))
+                self._asked.put(key, _Asked(process, obs.ts, event.attribution.method))
             return event
         if _is_loopback(obs.flow.src) or _is_loopback(obs.flow.dst):
             return event  # the stub's answer to the application, already the application's
@@ -65,7 +66,7 @@ class StubRelays:
         if process is not None and process.pid == asked.process.pid:
             return event  # the application asked upstream itself
         resolver = process.name if process is not None else event.attribution.status
-        attribution = Attribution(f"relayed:{resolver}", asked.process)
+        attribution = Attribution(f"relayed:{resolver}", asked.process, asked.method)
         relayed[obs.flow] = attribution
         return dataclasses.replace(event, attribution=attribution, tool=asked.process.tool)
 

@@ -123,8 +123,11 @@ def agent(net: Lab) -> Iterator[Recorder]:
         stop.set()
         thread.join(5)
         capture.stop()
+        counters = loop.all_counters()
         resolver.close()
         assert loop.counters.get("agent.errors.attribute.Exception") == 0
+        assert counters.get("bpf.records.owner") > 0 and counters.get("attribute.hit.ebpf") > 0
+        assert counters.get("bpf.ring.lost") == 0
 
 
 def run(argv: list[str], timeout: float = 20) -> int:

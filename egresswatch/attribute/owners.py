@@ -21,6 +21,8 @@ class ExecCache(Protocol):
 
     def facts(self, pid: int, at: float) -> ProcessInfo | None: ...
 
+    def close(self) -> None: ...
+
 
 def owner_info(
     owner: SocketOwner, facts: ProcessFacts, execs: ExecCache | None, netns: int | None

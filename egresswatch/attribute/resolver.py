@@ -144,7 +144,21 @@ class ProcessResolver:
             self.counters.add(f"attribute.miss.{result.status.removeprefix('unknown:')}")
         return result
 
+    def all_counters(self) -> Counters:
+        """Lookups by outcome, plus the kernel source's records and ring-buffer loss."""
+        merged = Counters()
+        merged.merge(self.counters)
+        if self._kernel is not None:
+            merged.merge(self._kernel.counters)
+            merged.add("bpf.ring.lost", self._kernel.lost())
+        exec_counters = getattr(self._execs, "counters", None)
+        if isinstance(exec_counters, Counters):
+            merged.merge(exec_counters)
+        return merged
+
     def close(self) -> None:
+        if self._execs is not None:
+            self._execs.close()
         if self._kernel is not None:
             self._kernel.close()
         for handle in [self._root, *self._others.values()]:

@@ -189,3 +189,24 @@ def test_exec_facts_outlive_a_one_millisecond_process() -> None:
     assert info.exe is not None and info.exe.endswith("/sleep")
     assert info.cmdline == ("sleep", "0.001") and info.pid == proc.pid
     assert watcher.facts(proc.pid, (info.start_time or 0.0) - 10) is None  # not before it began
+
+
+def test_a_socket_sending_many_datagrams_is_reported_once_per_destination(
+    kernel: KernelOwners, sink: socket.socket
+) -> None:
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    other.bind(("127.0.0.1", 0))
+    elsewhere = other.getsockname()
+    with other, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        kernel.drain()
+        before = kernel.counters.get("bpf.records.owner")
+        for _ in range(1000):
+            sender.sendto(b"x", sink.getsockname())
+        sender.sendto(b"x", other.getsockname())
+        sender.sendto(b"x", sink.getsockname())
+        kernel.drain()
+        assert kernel.counters.get("bpf.records.owner") - before == 3
+        port = sender.getsockname()[1]
+    owner = kernel.owner(("udp", "127.0.0.1", port, *elsewhere), time.time())
+    assert owner is not None and owner.pid == os.getpid()
+    assert (owner.dst, owner.dport) == elsewhere

@@ -25,7 +25,7 @@ def test_instruction_encodings_match_the_kernel_abi() -> None:
 
 
 def test_programs_are_whole_instructions_and_end_by_letting_the_call_through() -> None:
-    maps = programs.Maps(ring=3, lost=4, seen=5)
+    maps = programs.Maps(ring=3, lost=4, seen=5, reported=6)
     for code in (
         programs.sock_addr_program(maps, programs.KIND_CONNECT4),
         programs.sock_addr_program(maps, programs.KIND_SENDMSG6),

@@ -31,6 +31,10 @@ def add_imm(dst: int, imm: int) -> bytes:
     return _insn(_ALU64 | 0x00, dst, imm=imm)
 
 
+def xor_reg(dst: int, src: int) -> bytes:
+    return _insn(_ALU64 | 0xA0 | 0x08, dst, src)
+
+
 def load(size: int, dst: int, src: int, off: int) -> bytes:
     """dst = *(size *)(src + off)"""
     return _insn(_LDX | _MEM | _SIZE[size], dst, src, off)
@@ -54,6 +58,16 @@ def jump_imm(cond: str, dst: int, imm: int, off: int) -> bytes:
 def atomic_add64(dst: int, off: int, src: int) -> bytes:
     """lock *(u64 *)(dst + off) += src"""
     return _insn(_STX | 0xC0 | _SIZE[8], dst, src, off, 0x00)
+
+
+def jump_reg(cond: str, dst: int, src: int, off: int) -> bytes:
+    """if dst <cond> src: skip `off` instructions."""
+    return _insn(_JMP | _JUMPS[cond] | 0x08, dst, src, off)
+
+
+def jump(off: int) -> bytes:
+    """Skip `off` instructions."""
+    return _insn(_JMP | 0x00, off=off)
 
 
 def call(helper: int) -> bytes:

@@ -119,6 +119,9 @@ class KernelOwners:
                 ring=_keep(fds, syscall.create_map(syscall.MAP_TYPE_RINGBUF, 0, 0, ring_bytes)),
                 lost=_keep(fds, syscall.create_map(syscall.MAP_TYPE_ARRAY, 4, 8, 1)),
                 seen=_keep(fds, syscall.create_map(syscall.MAP_TYPE_LRU_HASH, 8, 8, MAX_SOCKETS)),
+                reported=_keep(
+                    fds, syscall.create_map(syscall.MAP_TYPE_LRU_HASH, 8, 16, MAX_SOCKETS)
+                ),
             )
             ring = RingReader(maps.ring, ring_bytes)
             _link_all(fds, maps, cgroup)

@@ -51,11 +51,13 @@ _SKB_LEN, _SKB_PROTOCOL = 0, 16
 
 @dataclass(frozen=True, slots=True)
 class Maps:
-    """Descriptors of the maps the programs use: the ring, the loss counter, reported cookies."""
+    """Descriptors of the maps the programs use: the ring, the loss counter, the cookies whose
+    first packet was reported (`seen`), and the owner last reported per cookie (`reported`)."""
 
     ring: int
     lost: int
     seen: int
+    reported: int
 
 
 def _zero(base: int, size: int) -> bytes:
@@ -104,7 +106,10 @@ def _allow() -> bytes:
 
 
 def sock_addr_program(maps: Maps, kind: int) -> bytes:
-    """Writes an OWNER record for each hooked connect()/sendmsg(); always lets it through."""
+    """Writes an OWNER record for each hooked connect()/sendmsg() that says something new (another
+    process or destination than the socket's last record); always lets the call through.
+    """
+    key, value = -(OWNER.size + 8), -(OWNER.size + 24)
     base = -OWNER.size
     ipv6 = kind in (KIND_CONNECT6, KIND_SENDMSG6)
     address = (
@@ -134,8 +139,66 @@ def sock_addr_program(maps: Maps, kind: int) -> bytes:
             asm.load(8, R1, R6, _SA_SK),
             asm.load(4, R1, R1, _SK_SRC_PORT),
             asm.store_reg(4, R10, base + 96, R1),
-            _ringbuf_output(maps, base, OWNER.size),
+            _only_if_new(maps, base, key, value, _ringbuf_output(maps, base, OWNER.size)),
             _allow(),
+        )
+    )
+
+
+def _only_if_new(maps: Maps, base: int, key: int, value: int, report: bytes) -> bytes:
+    """Runs `report` unless this socket's last record had the same pid/tid and destination.
+
+    A sender of many datagrams from one socket (a flood, a busy resolver) then costs one record,
+    not one per sendmsg(). The destination is compared by a 64-bit fold: two destinations that
+    fold alike only hide a record naming the same process.
+    """
+    fingerprint = b"".join(
+        (
+            asm.load(8, R1, R10, base + 8),
+            asm.store_reg(8, R10, key, R1),
+            asm.load(8, R1, R10, base + 16),
+            asm.store_reg(8, R10, value, R1),
+            asm.load(8, R1, R10, base + 56),
+            asm.load(8, R2, R10, base + 64),
+            asm.xor_reg(R1, R2),
+            asm.load(8, R2, R10, base + 72),
+            asm.xor_reg(R1, R2),
+            asm.store_reg(8, R10, value + 8, R1),
+        )
+    )
+    remember = b"".join(
+        (
+            asm.ld_map_fd(R1, maps.reported),
+            asm.mov_reg(R2, R10),
+            asm.add_imm(R2, key),
+            asm.mov_reg(R3, R10),
+            asm.add_imm(R3, value),
+            asm.mov_imm(R4, 0),
+            asm.call(HELPER_MAP_UPDATE),
+            report,
+        )
+    )
+    compare = b"".join(
+        (
+            asm.load(8, R1, R0, 0),
+            asm.load(8, R2, R10, value),
+            asm.jump_reg("!=", R1, R2, 4),
+            asm.load(8, R1, R0, 8),
+            asm.load(8, R2, R10, value + 8),
+            asm.jump_reg("!=", R1, R2, 1),
+            asm.jump(len(remember) // 8),
+        )
+    )
+    return b"".join(
+        (
+            fingerprint,
+            asm.ld_map_fd(R1, maps.reported),
+            asm.mov_reg(R2, R10),
+            asm.add_imm(R2, key),
+            asm.call(HELPER_MAP_LOOKUP),
+            asm.jump_imm("==", R0, 0, len(compare) // 8),
+            compare,
+            remember,
         )
     )
 
