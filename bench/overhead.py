@@ -1,7 +1,10 @@
 """Agent overhead: CPU seconds per GB of a bulk transfer through the lab, against `tcpdump -w
 /dev/null` with the same filter in the same run; then idle CPU and RSS. Needs root.
+`--attribution ebpf` (default) runs the agent with its kernel hooks linked (they run in the
+kernel on every packet of the transfer, so the whole machine's busy CPU is printed too);
+`--attribution sock-diag` without them, for comparison.
 
-    sudo python3 bench/overhead.py [--gb 4] [--idle 60]
+    sudo python3 bench/overhead.py [--gb 4] [--idle 60] [--attribution ebpf|sock-diag]
 """
 
 import argparse
@@ -20,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from egresswatch.agent import Agent  # noqa: E402
-from egresswatch.attribute.resolver import ProcessResolver  # noqa: E402
+from egresswatch.attribute.methods import build_resolver  # noqa: E402
 from egresswatch.capture.bpf import FILTER_EXPRESSION  # noqa: E402
 from egresswatch.capture.live import LiveCapture  # noqa: E402
 from tests.lab import Lab, lab  # noqa: E402
@@ -38,14 +41,16 @@ while True:
 """
 
 
-def child() -> None:
+def child(attribution: str) -> None:
     """The agent under test: capture -> decode -> attribute -> name, events thrown away."""
     capture = LiveCapture()
     capture.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    agent = Agent(capture, ProcessResolver(), lambda event: None)
-    print("READY full", flush=True)
+    resolver, methods = build_resolver(use_kernel=attribution == "ebpf")
+    agent = Agent(capture, resolver, lambda event: None)
+    linked = "ebpf hooks linked" if methods[0].ok else f"no ebpf: {methods[0].detail}"
+    print(f"READY full, {linked}", flush=True)
     agent.run(stop)
     counts = {**agent.all_counters().snapshot(), **capture.counters().snapshot()}
     capture.stop()
@@ -68,14 +73,21 @@ def cpu(proc: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
+def busy_cpu() -> float:
+    """Busy CPU seconds of the whole machine so far (every core; softirq included)."""
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--gb", type=float, default=4.0)
     parser.add_argument("--idle", type=float, default=60.0)
+    parser.add_argument("--attribution", choices=["ebpf", "sock-diag"], default="ebpf")
     parser.add_argument("mode", nargs="?", default="bench")
     args = parser.parse_args()
     if args.mode == "child":
-        child()
+        child(args.attribution)
         return
     size = int(args.gb * 1e9)
     with lab() as net:
@@ -86,7 +98,7 @@ def main() -> None:
         )
         assert server.stdout is not None and "READY" in server.stdout.readline()
         agent = subprocess.Popen(
-            [sys.executable, __file__, "child"],
+            [sys.executable, __file__, "--attribution", args.attribution, "child"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -99,9 +111,16 @@ def main() -> None:
             stderr=subprocess.DEVNULL,
         )
         time.sleep(3)
-        procs = {"agent": psutil.Process(agent.pid), "tcpdump": psutil.Process(dump.pid)}
+        procs = {
+            "agent": psutil.Process(agent.pid),
+            "tcpdump": psutil.Process(dump.pid),
+            # the sender's sendmsg() runs the egress hook on each of its packets
+            "sender (lab server)": psutil.Process(server.pid),  # `ip netns exec` execs it
+        }
         before = {k: cpu(p) for k, p in procs.items()}
+        busy_before = busy_cpu()
         seconds = download(net, size)
+        busy = busy_cpu() - busy_before
         time.sleep(1)
         used = {k: cpu(p) - before[k] for k, p in procs.items()}
         gb = size / 1e9
@@ -109,6 +128,7 @@ def main() -> None:
         print(f"transfer: {gb:.1f} GB in {seconds:.1f} s ({gb * 8 / seconds:.1f} Gbit/s)")
         for name, value in used.items():
             print(f"{name}: {value:.3f} CPU-s, {value / gb:.4f} CPU-s/GB")
+        print(f"whole machine during the transfer: {busy:.2f} busy CPU-s, {busy / gb:.3f} CPU-s/GB")
         if used["tcpdump"]:
             print(f"agent/tcpdump: {used['agent'] / used['tcpdump']:.2f}x")
         else:  # CPU time is counted in 10 ms clock ticks
