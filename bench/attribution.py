@@ -4,10 +4,16 @@ the kernel hooks (eBPF), by the agent without them (sock_diag + /proc, its peer)
 `nethogs -t` when installed. % of TLS hellos and DNS messages each names with the right pid, and
 wrong pids. Needs root.
 
-    sudo python3 bench/attribution.py [--curl 40] [--dig 10]
+    sudo python3 bench/attribution.py [--curl 40] [--dig 10] [--hf PATH/TO/hf --hf-runs 3]
+
+`--hf` adds a real tool: `hf download` of huggingface_hub (install it in a scratch venv), with
+HF_ENDPOINT pointing at a lab host (the lab's DNS answers every name with the lab server, so
+nothing leaves the lab); its retries make several lookups and hellos per run. Each run is
+stopped after 10 s.
 """
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -99,10 +105,54 @@ def report(watcher: Watcher, pids: dict[str, int], agent: Agent, lost: int | Non
         print(f"  ring buffer records lost: {lost}")
 
 
+def run_hf(net: Lab, hf: str, runs: int) -> dict[str, int]:
+    """Runs `hf download` against lab hosts hf<i>.lab; {host: pid}."""
+    pids = {}
+    for i in range(runs):
+        host = f"hf{i}.lab"
+        env = dict(
+            os.environ,
+            HF_ENDPOINT=f"https://{host}",
+            HF_HUB_DISABLE_TELEMETRY="1",
+            HF_HOME=str(net.workdir / "hf-home"),
+            SSL_CERT_FILE=str(net.cert),
+        )
+        argv = net.with_dns([hf, "download", "lab-org/lab-model", "config.json"])
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        pids[host] = proc.pid
+    return pids
+
+
+def report_tool(watcher: Watcher, pids: dict[str, int]) -> None:
+    mine = [e for e in watcher.events if e.host in pids and e.observation.kind in ("dns", "tls")]
+    for kind in ("dns", "tls"):
+        events = [e for e in mine if e.observation.kind == kind]
+        right = sum(
+            1
+            for e in events
+            if e.attribution.process is not None and e.attribution.process.pid == pids[e.host or ""]
+        )
+        wrong = sum(
+            1
+            for e in events
+            if e.attribution.process is not None and e.attribution.process.pid != pids[e.host or ""]
+        )
+        share = 100 * right / len(events) if events else 0.0
+        label = f"  hf download {kind.upper()}"
+        print(f"{label}: {right}/{len(events)} right ({share:.1f}%), {wrong} wrong")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--curl", type=int, default=40)
     parser.add_argument("--dig", type=int, default=10)
+    parser.add_argument("--hf", help="path of huggingface_hub's `hf` command (a scratch venv)")
+    parser.add_argument("--hf-runs", type=int, default=3)
     args = parser.parse_args()
     with lab() as net:
         resolver, methods = build_resolver()
@@ -118,12 +168,17 @@ def main() -> None:
             proc.wait(30)
             pids[host] = proc.pid
             time.sleep(0.05)
+        tool_pids = run_hf(net, args.hf, args.hf_runs) if args.hf else {}
         time.sleep(2)
         for watcher in (kernel, peer):
             watcher.finish()
         lost = resolver.kernel.lost() if resolver.kernel is not None else None
         report(kernel, pids, agents[0], lost)
+        if tool_pids:
+            report_tool(kernel, tool_pids)
         report(peer, pids, agents[1], None)
+        if tool_pids:
+            report_tool(peer, tool_pids)
         if hogs is not None:
             hogs[0].terminate()
             hogs[0].wait(5)

@@ -46,7 +46,7 @@ _SA_USER_FAMILY, _SA_USER_IP4, _SA_USER_IP6, _SA_USER_PORT, _SA_PROTOCOL, _SA_SK
 )
 _SK_SRC_PORT = 44
 # struct __sk_buff offsets
-_SKB_LEN, _SKB_PROTOCOL = 0, 16
+_SKB_LEN, _SKB_PROTOCOL, _SKB_GSO_SEGS = 0, 16, 164
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,8 +206,8 @@ def _only_if_new(maps: Maps, base: int, key: int, value: int, report: bytes) -> 
 def egress_program(maps: Maps) -> bytes:
     """Writes a PACKET record for the first outgoing packet of each socket; lets all through.
 
-    `maps.seen` is an LRU hash of socket cookies already reported (u64 -> u64), so a bulk
-    transfer costs one map lookup per packet.
+    `maps.seen` is an LRU hash of socket cookies already reported (u64 -> u64): a packet of a
+    known socket costs one map lookup, a GSO super-segment (most of a bulk transfer) none.
     """
     base = -(PACKET.size + 16)  # the cookie key and its value sit above the record
     key, value = -8, -16
@@ -246,14 +246,23 @@ def egress_program(maps: Maps) -> bytes:
         )
     )
     first = b"".join((asm.store_reg(8, R10, base + 8, R0), unseen, report))
-    return b"".join(
+    new_socket = b"".join(
         (
-            asm.mov_reg(R6, R1),
             _zero(base, PACKET.size + 16),
             asm.store_imm(4, R10, base, KIND_PACKET),
             _call_store(HELPER_SOCKET_COOKIE, key, ctx_arg=True),
             asm.jump_imm("==", R0, 0, len(first) // 8),
             first,
+        )
+    )
+    return b"".join(
+        (
+            asm.mov_reg(R6, R1),
+            # A GSO super-segment (bulk TCP) is never a socket's first packet: let it through
+            # at the cost of one load, before any helper or map lookup.
+            asm.load(4, R1, R6, _SKB_GSO_SEGS),
+            asm.jump_imm(">", R1, 1, len(new_socket) // 8),
+            new_socket,
             _allow(),
         )
     )
