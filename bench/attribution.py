@@ -15,6 +15,7 @@ stopped after 10 s.
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -211,4 +212,6 @@ def _nethogs(net: Lab) -> "tuple[subprocess.Popen[str], set[int]] | None":
 
 
 if __name__ == "__main__":
+    # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the lab is always torn down
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     main()

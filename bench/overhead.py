@@ -151,4 +151,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the lab is always torn down
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     main()
