@@ -1,5 +1,8 @@
 """Process facts cached at exec time from the proc connector (netlink), so a process that lives
 1 ms is still known after it exits: its socket's owner record names the pid, this names the rest.
+
+Only the process's own facts are read at exec (exe, cmdline, uid, cwd, netns, cgroup: ~0.2 ms);
+its ancestry and tool are added when an event needs them (`ProcessFacts.complete`).
 """
 
 import contextlib
@@ -63,8 +66,9 @@ class ExecWatcher:
 
     def __init__(self, sock: socket.socket, proc_root: Path = Path("/proc")) -> None:
         self._sock = sock
-        self._facts = ProcessFacts(proc_root, ExeHasher())
-        self._cache: OrderedDict[int, list[ProcessInfo]] = OrderedDict()
+        self._hasher = ExeHasher()
+        self._facts = ProcessFacts(proc_root, self._hasher)
+        self._cache: OrderedDict[int, list[tuple[ProcessInfo, str | None]]] = OrderedDict()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -103,24 +107,24 @@ class ExecWatcher:
 
     def _remember(self, pid: int) -> None:
         try:
-            info = self._facts.info(pid)
+            snapshot = self._facts.snapshot(pid)
         except psutil.Error:
             self.counters.add("exec.missed")  # gone before we could read it
             return
         with self._lock:
             infos = self._cache.setdefault(pid, [])
-            infos.append(info)
+            infos.append(snapshot)
             del infos[:-PER_PID]
             self._cache.move_to_end(pid)
             if len(self._cache) > MAX_PROCESSES:
                 self._cache.popitem(last=False)
         self.counters.add("exec.cached")
 
-    def facts(self, pid: int, at: float) -> ProcessInfo | None:
-        """Facts of the newest image `pid` ran that had started by `at` (epoch seconds)."""
+    def facts(self, pid: int, at: float) -> tuple[ProcessInfo, str | None] | None:
+        """Own facts and cwd of the newest image `pid` ran that had started by `at` (epoch s)."""
         with self._lock:
             infos = list(self._cache.get(pid, ()))
-        started = [i for i in infos if (i.start_time or 0.0) <= at + START_SLACK]
+        started = [i for i in infos if (i[0].start_time or 0.0) <= at + START_SLACK]
         return started[-1] if started else None
 
     def close(self) -> None:
@@ -132,3 +136,4 @@ class ExecWatcher:
         self._sock.close()
         if self._thread is not None:
             self._thread.join(1.0)
+        self._hasher.close()

@@ -19,7 +19,7 @@ START_SLACK = 0.05
 class ExecCache(Protocol):
     """Facts read when a process exec'd (egresswatch.attribute.exec_events.ExecWatcher)."""
 
-    def facts(self, pid: int, at: float) -> ProcessInfo | None: ...
+    def facts(self, pid: int, at: float) -> tuple[ProcessInfo, str | None] | None: ...
 
     def close(self) -> None: ...
 
@@ -35,7 +35,9 @@ def owner_info(
     if info is not None and (info.start_time or 0.0) <= owner.time + START_SLACK:
         return info
     cached = execs.facts(owner.pid, owner.time) if execs is not None else None
-    return cached if cached is not None else from_kernel(owner)
+    if cached is None:
+        return from_kernel(owner)
+    return facts.complete(*cached)  # parents and tool as they are now
 
 
 def from_kernel(owner: SocketOwner) -> ProcessInfo:

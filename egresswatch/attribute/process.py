@@ -285,6 +285,36 @@ class ProcessFacts:
             chain.append(ref)
         return tuple(chain)
 
+    def snapshot(self, pid: int) -> tuple[ProcessInfo, str | None]:
+        """The process's own facts and cwd, read at once (no ancestry, tool or hash: cheap
+        enough to take at every exec); `complete()` adds the rest later. Raises psutil.Error.
+        """
+        pid_dir = open_pid(self._proc, pid)
+        try:
+            stat = read_stat(pid_dir, pid)
+            cmdline = read_cmdline(pid_dir, pid)
+            info = ProcessInfo(
+                pid=pid,
+                name=full_name(stat.comm, cmdline),
+                exe=read_link(pid_dir, "exe"),
+                exe_sha256=None,
+                cmdline=cmdline,
+                user=_user(read_uid(pid_dir, pid), self._users),
+                ppid=stat.ppid or None,
+                start_time=self._start(stat),
+                ancestry=(),
+                netns=_netns(pid_dir),
+                container=_container(pid_dir, pid),
+            )
+            return info, read_link(pid_dir, "cwd")
+        finally:
+            os.close(pid_dir)
+
+    def complete(self, info: ProcessInfo, cwd: str | None) -> ProcessInfo:
+        """A `snapshot()` with its ancestry (the parents as they are now) and its tool."""
+        with_parents = dataclasses.replace(info, ancestry=self._ancestry(info.ppid or 0))
+        return self._with_tool(with_parents, cwd)
+
     def _ref(self, pid: int) -> tuple[ProcessRef, int]:
         """The link for `pid` and its parent's pid."""
         pid_dir = open_pid(self._proc, pid)

@@ -2,6 +2,7 @@
 that die with the agent, exec-time facts. Skipped (with the reason) where bpf() is refused.
 """
 
+import dataclasses
 import os
 import signal
 import socket
@@ -15,8 +16,11 @@ import pytest
 
 from egresswatch.attribute.bpf import syscall
 from egresswatch.attribute.bpf.kernel import CGROUP_ROOT, KernelOwners
+from egresswatch.attribute.bpf.records import SocketOwner
 from egresswatch.attribute.exec_events import ExecWatcher
 from egresswatch.attribute.methods import open_kernel
+from egresswatch.attribute.owners import owner_info
+from egresswatch.attribute.process import ExeHasher, ProcessFacts
 
 SO_COOKIE = 57
 # argv: kind (udp | tcp), port; prints "cookie sport" and exits at once
@@ -179,13 +183,15 @@ def test_exec_facts_outlive_a_one_millisecond_process() -> None:
         proc = subprocess.Popen(["sleep", "0.001"])
         proc.wait(10)
         deadline = time.monotonic() + 3
-        info = None
-        while info is None and time.monotonic() < deadline:
-            info = watcher.facts(proc.pid, time.time())
+        found = None
+        while found is None and time.monotonic() < deadline:
+            found = watcher.facts(proc.pid, time.time())
             time.sleep(0.02)
     finally:
         watcher.close()
-    assert info is not None, watcher.counters.snapshot()
+    assert found is not None, watcher.counters.snapshot()
+    info, cwd = found
+    assert cwd == os.getcwd()
     assert info.exe is not None and info.exe.endswith("/sleep")
     assert info.cmdline == ("sleep", "0.001") and info.pid == proc.pid
     assert watcher.facts(proc.pid, (info.start_time or 0.0) - 10) is None  # not before it began
@@ -210,3 +216,33 @@ def test_a_socket_sending_many_datagrams_is_reported_once_per_destination(
     owner = kernel.owner(("udp", "127.0.0.1", port, *elsewhere), time.time())
     assert owner is not None and owner.pid == os.getpid()
     assert (owner.dst, owner.dport) == elsewhere
+
+
+def test_a_pid_reused_since_the_record_is_never_named_with_its_successor() -> None:
+    facts = ProcessFacts(Path("/proc"), ExeHasher())
+    me = facts.info(os.getpid())
+    assert me.start_time is not None
+    record = SocketOwner(
+        cookie=1,
+        pid=os.getpid(),
+        tid=os.getpid(),
+        uid=0,
+        comm="gone-client",
+        cgroup_id=1,
+        netns_cookie=1,
+        transport="udp",
+        dst="127.0.0.1",
+        dport=53,
+        src_port=40000,
+        time=me.start_time - 60,  # the socket was used before this process existed
+    )
+    info = owner_info(record, facts, None, None)
+    assert (info.pid, info.name, info.exe, info.user) == (os.getpid(), "gone-client", None, "root")
+    now = dataclasses.replace(record, time=time.time())
+    live = owner_info(now, facts, None, None)  # (its exe hash may have arrived meanwhile)
+    assert (live.pid, live.start_time, live.exe, live.cmdline) == (
+        me.pid,
+        me.start_time,
+        me.exe,
+        me.cmdline,
+    )
