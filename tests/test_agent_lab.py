@@ -2,6 +2,7 @@
 -> decode -> attribution -> naming; every flow must name the right pid, exe and host.
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ import pytest
 from egresswatch.capture.live import LINKTYPE_RAW, Frame, LiveCapture
 from egresswatch.classify.catalog import load_catalog
 from egresswatch.daemon import Recorder as StoreRecorder
-from egresswatch.model import Attribution, FlowKey
+from egresswatch.model import Attribution, FlowKey, Observation, ProcessInfo
 from egresswatch.store import open_store
 from egresswatch.store.queries import EventFilter
 
@@ -481,6 +482,45 @@ def test_lookups_are_stored_with_their_host_and_found_by_category(tmp_path: Path
     assert {(e.host, e.name_source, e.category) for e in lookups} == {
         ("huggingface.co", "dns", "model-registry")
     }
+
+
+def test_method_and_candidates_are_stored_and_printed(tmp_path: Path) -> None:
+    obs = Observation(5.0, "flow", FlowKey("tcp", "10.199.1.1", 50000, "10.199.1.2", 443))
+    process = ProcessInfo(
+        pid=4242,
+        name="hf",
+        exe="/usr/bin/python3",
+        exe_sha256=None,
+        cmdline=("hf", "download"),
+        user="root",
+        ppid=1,
+        start_time=1.0,
+        ancestry=(),
+        netns=None,
+        container=None,
+    )
+    event = Event(
+        obs,
+        Attribution("exact", process, "ebpf"),
+        host="pypi.org",
+        name_source="dns-same-pid",
+        name_candidates=("pypi.org", "huggingface.co"),
+        category="package-registry",
+    )
+    store = open_store(str(tmp_path / "events.db"))
+    try:
+        assert store.writer().submit(event)
+        store.writer().flush()
+        [stored] = store.query_events()
+    finally:
+        store.close()
+    assert stored.event.attribution.method == "ebpf"
+    assert stored.event.name_candidates == ("pypi.org", "huggingface.co")
+    record = json.loads(to_json_line(event_to_dict(stored.event)))
+    assert record["attribution_method"] == "ebpf" and record["name_ambiguous"] is True
+    assert record["name_candidates"] == ["pypi.org", "huggingface.co"]
+    plain = event_to_dict(dataclasses.replace(event, name_candidates=()))
+    assert (plain["name_ambiguous"], plain["name_candidates"]) == (False, None)
 
 
 class FrameList:
