@@ -6,10 +6,12 @@ its ancestry and tool are added when an event needs them (`ProcessFacts.complete
 """
 
 import contextlib
+import dataclasses
 import os
 import socket
 import struct
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 
@@ -24,6 +26,7 @@ CN_IDX_PROC = 1
 CN_VAL_PROC = 1
 PROC_CN_MCAST_LISTEN = 1
 PROC_CN_MCAST_IGNORE = 2
+PROC_EVENT_FORK = 1
 PROC_EVENT_EXEC = 2
 NLMSG_DONE = 3
 MAX_PROCESSES = 8192
@@ -33,6 +36,7 @@ _NLMSG = struct.Struct("=IHHII")
 _CN_MSG = struct.Struct("=IIIIHH")
 _EVENT_HEAD = struct.Struct("=IIQ")
 _EXEC = struct.Struct("=ii")
+_FORK = struct.Struct("=iiii")  # parent pid, parent tgid, child pid, child tgid
 _RCVBUF = 4 << 20
 SO_RCVBUFFORCE = 33
 
@@ -44,21 +48,33 @@ def listen_message(op: int = PROC_CN_MCAST_LISTEN) -> bytes:
     return _NLMSG.pack(_NLMSG.size + len(cn), NLMSG_DONE, 0, 0, os.getpid()) + cn
 
 
-def exec_pids(datagram: bytes) -> list[int]:
-    """The process (tgid) of each exec event in one netlink datagram; pure."""
-    pids: list[int] = []
+def process_events(datagram: bytes) -> list[tuple[int, int, int, int]]:
+    """(event, pid, parent, CLOCK_MONOTONIC ns) of each exec (parent 0) and each fork of a new
+    process (not a thread) in one netlink datagram; pure."""
+    events: list[tuple[int, int, int, int]] = []
     offset = 0
     while offset + _NLMSG.size <= len(datagram):
         length = _NLMSG.unpack_from(datagram, offset)[0]
         if length < _NLMSG.size or offset + length > len(datagram):
             break
-        body = offset + _NLMSG.size + _CN_MSG.size
-        if body + _EVENT_HEAD.size + _EXEC.size <= offset + length:
-            what = _EVENT_HEAD.unpack_from(datagram, body)[0]
-            if what == PROC_EVENT_EXEC:
-                pids.append(_EXEC.unpack_from(datagram, body + _EVENT_HEAD.size)[1])
+        body = offset + _NLMSG.size + _CN_MSG.size + _EVENT_HEAD.size
+        end = offset + length
+        what, _cpu, stamp = (
+            _EVENT_HEAD.unpack_from(datagram, body - _EVENT_HEAD.size) if body <= end else (0, 0, 0)
+        )
+        if what == PROC_EVENT_EXEC and body + _EXEC.size <= end:
+            events.append((what, _EXEC.unpack_from(datagram, body)[1], 0, stamp))
+        elif what == PROC_EVENT_FORK and body + _FORK.size <= end:
+            _ppid, parent, child, child_tgid = _FORK.unpack_from(datagram, body)
+            if child == child_tgid:
+                events.append((what, child, parent, stamp))
         offset += (length + 3) & ~3
-    return pids
+    return events
+
+
+def exec_pids(datagram: bytes) -> list[int]:
+    """The process (tgid) of each exec event in one netlink datagram; pure."""
+    return [pid for what, pid, _parent, _ns in process_events(datagram) if what == PROC_EVENT_EXEC]
 
 
 class ExecWatcher:
@@ -102,8 +118,11 @@ class ExecWatcher:
                 # ENOBUFS: events were lost while we were busy; count it and go on
                 self.counters.add(f"exec.errors.{err.errno}")
                 continue
-            for pid in exec_pids(datagram):
-                self._remember(pid)
+            for what, pid, parent, stamp in process_events(datagram):
+                if what == PROC_EVENT_EXEC:
+                    self._remember(pid)
+                else:
+                    self._inherit(pid, parent, time.time() - time.monotonic() + stamp / 1e9)
 
     def _remember(self, pid: int) -> None:
         try:
@@ -111,6 +130,10 @@ class ExecWatcher:
         except psutil.Error:
             self.counters.add("exec.missed")  # gone before we could read it
             return
+        self._store(pid, snapshot)
+        self.counters.add("exec.cached")
+
+    def _store(self, pid: int, snapshot: tuple[ProcessInfo, str | None]) -> None:
         with self._lock:
             infos = self._cache.setdefault(pid, [])
             infos.append(snapshot)
@@ -118,7 +141,17 @@ class ExecWatcher:
             self._cache.move_to_end(pid)
             if len(self._cache) > MAX_PROCESSES:
                 self._cache.popitem(last=False)
-        self.counters.add("exec.cached")
+
+    def _inherit(self, child: int, parent: int, forked: float) -> None:
+        """A forked child runs its parent's image until it execs: it starts with those facts."""
+        with self._lock:
+            known = self._cache.get(parent)
+            if not known:
+                return
+            info, cwd = known[-1]
+            copy = dataclasses.replace(info, pid=child, ppid=parent, start_time=forked)
+        self._store(child, (copy, cwd))
+        self.counters.add("exec.forked")
 
     def facts(self, pid: int, at: float) -> tuple[ProcessInfo, str | None] | None:
         """Own facts and cwd of the newest image `pid` ran that had started by `at` (epoch s)."""

@@ -246,3 +246,35 @@ def test_a_pid_reused_since_the_record_is_never_named_with_its_successor() -> No
         me.exe,
         me.cmdline,
     )
+
+
+FORKER = r"""
+import os, sys, time
+time.sleep(0.3)  # the watcher has read this image by now
+child = os.fork()
+if child == 0:
+    os._exit(0)
+os.waitpid(child, 0)
+print(child, flush=True)
+"""
+
+
+def test_a_forked_child_that_never_execs_has_its_parents_facts() -> None:
+    try:
+        watcher = ExecWatcher.open()
+    except OSError as err:
+        pytest.skip(f"proc connector refused: {err}")
+    watcher.start()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", FORKER, "marker"], capture_output=True, text=True, check=True
+        )
+        child = int(done.stdout)
+        time.sleep(0.2)
+        found = watcher.facts(child, time.time())
+    finally:
+        watcher.close()
+    assert found is not None, watcher.counters.snapshot()
+    info, _cwd = found
+    assert info.pid == child and info.cmdline[-1] == "marker"
+    assert info.start_time is not None and abs(info.start_time - time.time()) < 5

@@ -10,7 +10,13 @@ from hypothesis import strategies as st
 from egresswatch.attribute.bpf import asm, programs
 from egresswatch.attribute.bpf.kernel import cgroup2_root
 from egresswatch.attribute.bpf.records import parse_owner, parse_packet, record_kind
-from egresswatch.attribute.exec_events import PROC_EVENT_EXEC, exec_pids, listen_message
+from egresswatch.attribute.exec_events import (
+    PROC_EVENT_EXEC,
+    PROC_EVENT_FORK,
+    exec_pids,
+    listen_message,
+    process_events,
+)
 
 
 def test_instruction_encodings_match_the_kernel_abi() -> None:
@@ -128,3 +134,13 @@ def test_the_cgroup2_mount_is_found(tmp_path: Path) -> None:
     assert cgroup2_root(mounts) == Path("/sys/fs/cgroup/unified")
     mounts.write_text("cgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\n")
     assert cgroup2_root(mounts) is None
+
+
+def test_fork_events_of_processes_not_threads() -> None:
+    nl = struct.Struct("=IHHII")
+    cn = struct.pack("=IIIIHH", 1, 1, 0, 0, 32, 0)
+    fork = cn + struct.pack("=IIQiiii", PROC_EVENT_FORK, 0, 123, 10, 10, 11, 11)
+    thread = cn + struct.pack("=IIQiiii", PROC_EVENT_FORK, 0, 124, 10, 10, 12, 10)
+    datagram = b"".join(nl.pack(nl.size + len(body), 3, 0, 0, 0) + body for body in (fork, thread))
+    assert process_events(datagram) == [(PROC_EVENT_FORK, 11, 10, 123)]
+    assert exec_pids(datagram) == []
