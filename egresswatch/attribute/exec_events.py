@@ -12,13 +12,13 @@ import socket
 import struct
 import threading
 import time
-from collections import OrderedDict
 from pathlib import Path
 
 import psutil
 
 from egresswatch.attribute.process import ExeHasher, ProcessFacts
 from egresswatch.counters import Counters
+from egresswatch.lru import Lru
 from egresswatch.model import ProcessInfo
 
 NETLINK_CONNECTOR = 11
@@ -84,7 +84,7 @@ class ExecWatcher:
         self._sock = sock
         self._hasher = ExeHasher()
         self._facts = ProcessFacts(proc_root, self._hasher)
-        self._cache: OrderedDict[int, list[tuple[ProcessInfo, str | None]]] = OrderedDict()
+        self._cache: Lru[int, list[tuple[ProcessInfo, str | None]]] = Lru(MAX_PROCESSES)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -135,12 +135,10 @@ class ExecWatcher:
 
     def _store(self, pid: int, snapshot: tuple[ProcessInfo, str | None]) -> None:
         with self._lock:
-            infos = self._cache.setdefault(pid, [])
+            infos = self._cache.get(pid) or []
             infos.append(snapshot)
             del infos[:-PER_PID]
-            self._cache.move_to_end(pid)
-            if len(self._cache) > MAX_PROCESSES:
-                self._cache.popitem(last=False)
+            self._cache.put(pid, infos)
 
     def _inherit(self, child: int, parent: int, forked: float) -> None:
         """A forked child runs its parent's image until it execs: it starts with those facts."""
@@ -156,7 +154,7 @@ class ExecWatcher:
     def facts(self, pid: int, at: float) -> tuple[ProcessInfo, str | None] | None:
         """Own facts and cwd of the newest image `pid` ran that had started by `at` (epoch s)."""
         with self._lock:
-            infos = list(self._cache.get(pid, ()))
+            infos = list(self._cache.get(pid) or ())
         started = [i for i in infos if (i[0].start_time or 0.0) <= at + START_SLACK]
         return started[-1] if started else None
 

@@ -10,7 +10,6 @@ import contextlib
 import os
 import threading
 import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
@@ -25,6 +24,7 @@ from egresswatch.attribute.bpf.records import (
 )
 from egresswatch.attribute.bpf.ringbuf import RingReader
 from egresswatch.counters import Counters
+from egresswatch.lru import Lru
 
 CGROUP_ROOT = Path("/sys/fs/cgroup/unified")  # hybrid hierarchies; pure v2: /sys/fs/cgroup
 RING_BYTES = 8 << 20
@@ -56,19 +56,16 @@ class _History(Generic[K, V]):
     """Up to HISTORY values per key, newest last; at most `limit` keys (least recent go)."""
 
     def __init__(self, limit: int) -> None:
-        self._items: OrderedDict[K, list[V]] = OrderedDict()
-        self._limit = limit
+        self._items: Lru[K, list[V]] = Lru(limit)
 
     def add(self, key: K, value: V) -> None:
-        values = self._items.setdefault(key, [])
+        values = self._items.get(key) or []
         values.append(value)
         del values[:-HISTORY]
-        self._items.move_to_end(key)
-        if len(self._items) > self._limit:
-            self._items.popitem(last=False)
+        self._items.put(key, values)
 
     def get(self, key: K) -> list[V]:
-        return self._items.get(key, [])
+        return self._items.get(key) or []
 
 
 def cgroup2_root(mounts: Path = Path("/proc/self/mounts")) -> Path | None:
@@ -181,6 +178,12 @@ class KernelOwners:
             owners = self._owners.get(packet.cookie)
             peer = [o for o in owners if (o.dst, o.dport) == key[3:]]
             return _newest(peer, ts) or _newest(owners, ts)
+
+    def owners_of(self, cookie: int) -> list[SocketOwner]:
+        """The owner records kept for socket `cookie`, oldest first (at most HISTORY)."""
+        self.drain()
+        with self._lock:
+            return list(self._owners.get(cookie))
 
     def lost(self) -> int:
         """Records the kernel could not write because the ring was full."""
