@@ -342,6 +342,99 @@ def test_client_in_its_own_network_namespace(net: Lab, agent: Recorder) -> None:
     assert flow.host == "container.lab"
 
 
+class InstantDns:
+    """A DNS server on loopback that answers at once (~0.1 ms): the client's socket is gone
+    before any user-space lookup could run, so only the kernel hooks can name it."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # port 53 (what the capture filter passes), on a loopback address of this run's own
+        self.address = f"127.198.{os.getpid() % 250}.53"
+        self.sock.bind((self.address, 53))
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                wire, client = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            if not wire:
+                return  # shut down
+            query = dns.message.from_wire(wire)
+            reply = dns.message.make_response(query)
+            name = query.question[0].name
+            reply.answer.append(dns.rrset.from_text(name, 60, "IN", "A", "127.0.0.9"))
+            self.sock.sendto(reply.to_wire(), client)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked recvfrom
+        self.thread.join(2)
+        self.sock.close()
+
+
+def _lookups_of(agent: Recorder, names: dict[str, int], start: float) -> list[Event]:
+    return agent.wait(
+        lambda e: (
+            e.observation.kind == "dns"
+            and e.observation.ts >= start
+            and e.observation.dns is not None
+            and e.observation.dns.qname in names
+        ),
+        count=2 * len(names),
+        timeout=10,
+    )
+
+
+def test_sub_millisecond_dns_clients_are_named_by_the_kernel(agent: Recorder) -> None:
+    agent.require_kernel()
+    server = InstantDns()
+    start = time.time()
+    names: dict[str, int] = {}
+    try:
+        for i in range(10):
+            qname = f"instant{i}.lab"
+            names[qname] = run(["dig", f"@{server.address}", "+short", "+tries=1", qname])
+    finally:
+        server.close()
+    lookups = _lookups_of(agent, names, start)
+    assert len(lookups) == 2 * len(names), agent.tail()  # every query and every answer
+    for event in lookups:
+        assert event.observation.dns is not None
+        qname = event.observation.dns.qname or ""
+        process = event.attribution.process
+        assert process is not None, (qname, event.attribution.status)
+        assert process.pid == names[qname] and event.attribution.method == "ebpf"
+        assert (event.host, event.name_source) == (qname, "dns")
+    # dig has exited: its exe comes from the exec-time cache (or, rarely, it was too quick even
+    # for that: exec.missed, and only the kernel's pid/comm are known)
+    with_exe = [e for e in lookups if e.attribution.process and e.attribution.process.exe]
+    assert len(with_exe) >= 0.8 * len(lookups)
+    assert all(e.attribution.process.exe.endswith("/dig") for e in with_exe)  # type: ignore[union-attr]
+
+
+def test_glibc_and_in_namespace_lookups_are_named(net: Lab, agent: Recorder) -> None:
+    agent.require_kernel()
+    start = time.time()
+    names: dict[str, int] = {}
+    for i in range(5):
+        names[f"glibc{i}.lab"] = run(net.with_dns(["getent", "ahostsv4", f"glibc{i}.lab"]))
+        names[f"ns{i}.lab"] = run(
+            net.in_client_ns(["dig", f"@{net.server_ip}", "+short", f"ns{i}.lab"])
+        )
+    lookups = _lookups_of(agent, names, start)
+    got = {
+        (e.observation.dns.qname if e.observation.dns else "", e.attribution.process.pid)
+        for e in lookups
+        if e.attribution.process is not None
+    }
+    assert got == set(names.items()), agent.tail()
+    contained = [e for e in lookups if e.observation.flow.src == net.client_ip]
+    assert contained and all(e.attribution.method == "ebpf" for e in contained)
+
+
 @pytest.mark.parametrize("tool", ["ollama", "llama-server", "lms"])
 def test_renamed_tools(net: Lab, agent: Recorder, tool: str) -> None:
     script = net.tool_script(tool)
@@ -617,96 +710,3 @@ def test_flood_is_counted_and_the_agent_stays_responsive() -> None:
     assert dropped + counts.get("capture.dropped.kernel") > 0, "an overload must be counted"
     assert counts.get("capture.packets") == counts.get("capture.queued") + dropped
     assert responsive, "agent unresponsive after the flood"
-
-
-class InstantDns:
-    """A DNS server on loopback that answers at once (~0.1 ms): the client's socket is gone
-    before any user-space lookup could run, so only the kernel hooks can name it."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        # port 53 (what the capture filter passes), on a loopback address of this run's own
-        self.address = f"127.198.{os.getpid() % 250}.53"
-        self.sock.bind((self.address, 53))
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                wire, client = self.sock.recvfrom(4096)
-            except OSError:
-                return
-            if not wire:
-                return  # shut down
-            query = dns.message.from_wire(wire)
-            reply = dns.message.make_response(query)
-            name = query.question[0].name
-            reply.answer.append(dns.rrset.from_text(name, 60, "IN", "A", "127.0.0.9"))
-            self.sock.sendto(reply.to_wire(), client)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked recvfrom
-        self.thread.join(2)
-        self.sock.close()
-
-
-def _lookups_of(agent: Recorder, names: dict[str, int], start: float) -> list[Event]:
-    return agent.wait(
-        lambda e: (
-            e.observation.kind == "dns"
-            and e.observation.ts >= start
-            and e.observation.dns is not None
-            and e.observation.dns.qname in names
-        ),
-        count=2 * len(names),
-        timeout=10,
-    )
-
-
-def test_sub_millisecond_dns_clients_are_named_by_the_kernel(agent: Recorder) -> None:
-    agent.require_kernel()
-    server = InstantDns()
-    start = time.time()
-    names: dict[str, int] = {}
-    try:
-        for i in range(10):
-            qname = f"instant{i}.lab"
-            names[qname] = run(["dig", f"@{server.address}", "+short", "+tries=1", qname])
-    finally:
-        server.close()
-    lookups = _lookups_of(agent, names, start)
-    assert len(lookups) == 2 * len(names), agent.tail()  # every query and every answer
-    for event in lookups:
-        assert event.observation.dns is not None
-        qname = event.observation.dns.qname or ""
-        process = event.attribution.process
-        assert process is not None, (qname, event.attribution.status)
-        assert process.pid == names[qname] and event.attribution.method == "ebpf"
-        assert (event.host, event.name_source) == (qname, "dns")
-    # dig has exited: its exe comes from the exec-time cache (or, rarely, it was too quick even
-    # for that: exec.missed, and only the kernel's pid/comm are known)
-    with_exe = [e for e in lookups if e.attribution.process and e.attribution.process.exe]
-    assert len(with_exe) >= 0.8 * len(lookups)
-    assert all(e.attribution.process.exe.endswith("/dig") for e in with_exe)  # type: ignore[union-attr]
-
-
-def test_glibc_and_in_namespace_lookups_are_named(net: Lab, agent: Recorder) -> None:
-    agent.require_kernel()
-    start = time.time()
-    names: dict[str, int] = {}
-    for i in range(5):
-        names[f"glibc{i}.lab"] = run(net.with_dns(["getent", "ahostsv4", f"glibc{i}.lab"]))
-        names[f"ns{i}.lab"] = run(
-            net.in_client_ns(["dig", f"@{net.server_ip}", "+short", f"ns{i}.lab"])
-        )
-    lookups = _lookups_of(agent, names, start)
-    got = {
-        (e.observation.dns.qname if e.observation.dns else "", e.attribution.process.pid)
-        for e in lookups
-        if e.attribution.process is not None
-    }
-    assert got == set(names.items()), agent.tail()
-    contained = [e for e in lookups if e.observation.flow.src == net.client_ip]
-    assert contained and all(e.attribution.method == "ebpf" for e in contained)
