@@ -415,6 +415,37 @@ def test_sub_millisecond_dns_clients_are_named_by_the_kernel(agent: Recorder) ->
     assert all(e.attribution.process.exe.endswith("/dig") for e in with_exe)  # type: ignore[union-attr]
 
 
+# Go's pure resolver: a connected UDP socket per query (connect, write, read, close), each
+# query a fresh socket; here in Python, with the socket open well under 1 ms.
+GO_STYLE = r"""
+import socket, sys, dns.message
+for qname in sys.argv[2:]:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect((sys.argv[1], 53))
+    s.send(dns.message.make_query(qname, "A").to_wire())
+    s.recv(4096)
+    s.close()
+"""
+
+
+def test_go_style_resolver_sockets_are_named(agent: Recorder) -> None:
+    agent.require_kernel()
+    server = InstantDns()
+    start = time.time()
+    try:
+        qnames = [f"go{i}.lab" for i in range(10)]
+        pid = run([sys.executable, "-c", GO_STYLE, server.address, *qnames])
+    finally:
+        server.close()
+    names = dict.fromkeys(qnames, pid)
+    lookups = _lookups_of(agent, names, start)
+    assert len(lookups) == 20, agent.tail()
+    assert {(e.attribution.process.pid if e.attribution.process else None) for e in lookups} == {
+        pid
+    }
+    assert {e.attribution.method for e in lookups} == {"ebpf"}
+
+
 def test_glibc_and_in_namespace_lookups_are_named(net: Lab, agent: Recorder) -> None:
     agent.require_kernel()
     start = time.time()
