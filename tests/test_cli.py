@@ -45,7 +45,12 @@ def test_help_lists_replay() -> None:
 def test_version() -> None:
     result = _run("--version")
     assert result.returncode == 0
-    assert result.stdout.strip() == f"egresswatch {__version__}"
+    from egresswatch.classify.catalog import packaged_catalog_text
+    from egresswatch.cli.version import catalog_date
+
+    date = catalog_date(packaged_catalog_text())
+    assert date is not None and len(date) == 10
+    assert result.stdout.strip() == f"egresswatch {__version__} (catalog {date})"
 
 
 def test_replay_rejects_a_file_that_is_not_a_capture(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from egresswatch.cli.filters import event_filter, resolve_tool
+from egresswatch.cli.filters import event_filter, with_stored_tool
 from egresswatch.cli.store_cmd import (
     CategoryOption,
     DbOption,
@@ -70,30 +70,6 @@ def register(app: typer.Typer) -> None:
     app.command("summary")(summary)
 
 
-def selected(
-    store: "Store",
-    *,
-    since: str | None,
-    until: str | None,
-    tool: str | None,
-    category: str | None,
-    host: str | None,
-) -> "EventFilter":
-    """The filter for the options, with --tool matched to a stored tool label."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from egresswatch.store.views import tool_labels
-
-    flt = event_filter(since, until, tool, category, host)
-    if flt.tool is None:
-        return flt
-    try:
-        stored = tool_labels(store.engine)
-    except SQLAlchemyError as exc:
-        fail(f"cannot read the event store: {exc}")
-    return dataclasses.replace(flt, tool=resolve_tool(flt.tool, stored))
-
-
 def category_of() -> Callable[[str], str]:
     """The packaged catalog's category for a host (for rows stored without one)."""
     from egresswatch.classify.catalog import load_catalog
@@ -124,8 +100,9 @@ def events(
     A lookup and its answers are one row, a connection and its name are one row; --raw shows
     every stored event.
     """
+    flt = event_filter(since, until, tool, category, host)
     with store_session(db) as store:
-        flt = selected(store, since=since, until=until, tool=tool, category=category, host=host)
+        flt = with_stored_tool(store, flt)
         stored = store.query_events(flt, limit if raw else limit * RAW_PER_ROW + 1)
         full = len(stored) >= (limit if raw else limit * RAW_PER_ROW + 1)
         if not follow and not stored:
@@ -263,8 +240,9 @@ def summary(
     from egresswatch.store.summary import summarise
     from egresswatch.store.views import roll_up
 
+    flt = event_filter(since, until, tool, category, host)
     with store_session(db) as store:
-        flt = selected(store, since=since, until=until, tool=tool, category=category, host=host)
+        flt = with_stored_tool(store, flt)
         stored = _reading(lambda: list(iter_events(store.engine, flt)))
         groups = summarise(roll_up(stored, category_of()), by)
         if not groups:

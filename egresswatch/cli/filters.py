@@ -2,6 +2,7 @@
 checked and turned into an EventFilter; a bad value names its option.
 """
 
+import dataclasses
 import re
 import time
 from collections.abc import Iterable
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
-    from egresswatch.store import EventFilter
+    from egresswatch.store import EventFilter, Store
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
@@ -106,6 +107,26 @@ def resolve_tool(wanted: str | None, stored: Iterable[str]) -> str | None:
         if found:
             return found[0]
     return labels[0] if labels else wanted
+
+
+def with_stored_tool(store: "Store", flt: "EventFilter") -> "EventFilter":
+    """`flt` with its --tool matched to a tool label the store holds (by name or alias).
+
+    Raises:
+        StoreError: the store cannot be read.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from egresswatch.errors import StoreError
+    from egresswatch.store.views import tool_labels
+
+    if flt.tool is None:
+        return flt
+    try:
+        stored = tool_labels(store.engine)
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot read the event store: {exc}") from exc
+    return dataclasses.replace(flt, tool=resolve_tool(flt.tool, stored))
 
 
 def event_filter(

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from egresswatch.cli.filters import event_filter
+from egresswatch.cli.filters import event_filter, with_stored_tool
 from egresswatch.errors import StoreError
 from egresswatch.output import printable
 
@@ -132,6 +132,7 @@ def export(
         raise typer.BadParameter(f"use one of: {', '.join(FORMATS)}", param_hint="--format")
     flt = event_filter(since, until, tool, category, host)
     with store_session(db) as store:
+        flt = with_stored_tool(store, flt)
         if output is None:
             count = store.export(fmt, sys.stdout, flt)
         else:
