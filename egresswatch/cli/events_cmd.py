@@ -86,7 +86,12 @@ def events(
     tool: ToolOption = None,
     category: CategoryOption = None,
     host: HostOption = None,
-    as_json: JsonOption = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Stored event records, one JSON object per line (implies --raw)."
+        ),
+    ] = False,
     raw: Annotated[
         bool, typer.Option("--raw", help="One row per stored event (packet-level records).")
     ] = False,
@@ -101,6 +106,7 @@ def events(
     every stored event.
     """
     flt = event_filter(since, until, tool, category, host)
+    raw = raw or as_json  # JSON output is the event record contract (docs/events.md)
     with store_session(db) as store:
         flt = with_stored_tool(store, flt)
         stored = store.query_events(flt, limit if raw else limit * RAW_PER_ROW + 1)
@@ -137,7 +143,7 @@ def _show(
 
         rows = roll_up(stored, category_of())
         truncated = truncated or len(rows) > limit
-        _print_rows(rows[-limit:], as_json, header=True)
+        _print_rows(rows[-limit:], header=True)
     if truncated and not as_json:
         typer.echo(
             f"(showing the newest {limit} rows; older events match too: "
@@ -147,11 +153,7 @@ def _show(
     return max((s.event.observation.ts for s in stored), default=0.0)
 
 
-def _print_rows(rows: "list[ViewRow]", as_json: bool, *, header: bool) -> None:
-    if as_json:
-        for row in rows:
-            typer.echo(to_json_line(row.to_dict()))
-        return
+def _print_rows(rows: "list[ViewRow]", *, header: bool) -> None:
     cells = [
         (short_time(r.ts), _who(r.process, r.pid, r.attribution), r.host, r.category,
          r.detail(), r.tool)
@@ -218,7 +220,7 @@ def _print_fresh(fresh: "list[StoredEvent]", raw: bool, as_json: bool) -> None:
     else:
         from egresswatch.store.views import roll_up
 
-        _print_rows(roll_up(fresh, category_of()), as_json, header=False)
+        _print_rows(roll_up(fresh, category_of()), header=False)
 
 
 def summary(

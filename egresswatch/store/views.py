@@ -48,16 +48,6 @@ class ViewRow:
             return f"{types} -> {', '.join(self.answers)}"
         return f"{types} -> {self.rcode or 'no answer seen'}"
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON object of a row (`events --json` without --raw)."""
-        return {
-            "ts": self.ts, "what": self.what, "protocol": self.protocol, "host": self.host,
-            "process": self.process, "pid": self.pid, "attribution": self.attribution,
-            "tool": self.tool, "category": self.category, "server": self.server,
-            "port": self.port, "qtypes": self.qtypes, "answers": self.answers,
-            "rcode": self.rcode, "event_ids": self.event_ids,
-        }  # fmt: skip
-
 
 def _hostport(addr: str, port: int) -> str:
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
