@@ -47,14 +47,13 @@ def render(
     columns: Sequence[Column], rows: Sequence[Sequence[str | None]], console: Console
 ) -> None:
     """Print `rows` under `columns`, fitted to the console's width."""
-    kept = fitting(columns, console.width)
-    texts = [[cell(row[i]) for i in kept] for row in rows]
-    natural = [
-        max([len(columns[i].title)] + [t.cell_len for t in (r[n] for r in texts)])
-        for n, i in enumerate(kept)
+    texts = [[cell(value) for value in row] for row in rows]
+    every = [
+        max([len(c.title)] + [r[i].cell_len for r in texts]) for i, c in enumerate(columns)
     ]
+    kept = fitting(columns, console.width)
     widths = widths_within(
-        [columns[i] for i in kept], natural, console.width - GAP * (len(kept) - 1)
+        [columns[i] for i in kept], [every[i] for i in kept], console.width - GAP * (len(kept) - 1)
     )
     table = Table(box=None, pad_edge=False, padding=(0, GAP, 0, 0), header_style="bold")
     for i, width in zip(kept, widths, strict=True):
@@ -62,7 +61,7 @@ def render(
         overflow: OverflowMethod = "ellipsis" if c.no_wrap else "fold"
         table.add_column(c.title, width=width, overflow=overflow, no_wrap=c.no_wrap)
     for row_texts in texts:
-        table.add_row(*row_texts)
+        table.add_row(*(row_texts[i] for i in kept))
     console.print(table)
 
 
