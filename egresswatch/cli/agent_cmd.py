@@ -3,6 +3,7 @@
 import signal
 import sys
 import threading
+from datetime import datetime
 from types import FrameType
 from typing import Annotated
 
@@ -34,14 +35,22 @@ def _jsonl_sink(event: Event) -> None:
     sys.stdout.flush()
 
 
+def clock(ts: float) -> str:
+    """Local wall-clock time to the millisecond (the JSON lines keep the exact epoch)."""
+    return datetime.fromtimestamp(ts).strftime("%H:%M:%S.%f")[:-3]
+
+
 def _text_sink(event: Event) -> None:
     obs, process = event.observation, event.attribution.process
     who = f"{printable(process.name)}[{process.pid}]" if process else event.attribution.status
     name = printable(event.host or summary_host(obs)) or "-"
     source = event.name_source or "none"
     conflict = " CONFLICT" if event.name_conflict else ""
+    reply = obs.dns is not None and obs.dns.is_response
+    arrow, peer, port = ("<-", obs.flow.src, obs.flow.sport) if reply else (
+        "->", obs.flow.dst, obs.flow.dport)  # fmt: skip
     sys.stdout.write(
-        f"{obs.ts:.3f} {obs.kind:<4} {who} -> {obs.flow.dst}:{obs.flow.dport}/"
+        f"{clock(obs.ts)} {obs.kind:<4} {who} {arrow} {peer}:{port}/"
         f"{obs.flow.transport} {name} ({source}){conflict}\n"
     )
     sys.stdout.flush()
