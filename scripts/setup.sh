@@ -3,7 +3,7 @@
 #   bash scripts/setup.sh run  [run args...]     install, then run the monitor (`egresswatch run`)
 #   bash scripts/setup.sh test [pytest args...]  install with test dependencies, start PostgreSQL, run the suite
 # Idempotent: a second call only checks what is there. What it leaves behind, and how to remove
-# it: README.md, "What the set-up leaves behind".
+# it: README.md, "What the set-up leaves behind". EGRESSWATCH_BIN_DIR: where the command link goes.
 set -euo pipefail
 mode=${1:-}; shift || true
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -45,7 +45,7 @@ python_env() {
 }
 
 link_command() {  # so `egresswatch ...` works as printed, from any directory
-  local link=/usr/local/bin/egresswatch
+  local link=${EGRESSWATCH_BIN_DIR:-/usr/local/bin}/egresswatch
   if [ -L "$link" ] || [ ! -e "$link" ]; then ln -sfn "$venv/bin/egresswatch" "$link"; fi
 }
 

@@ -1,5 +1,6 @@
 """`egresswatch agent` (live capture -> attributed events) and `egresswatch doctor` (what works)."""
 
+import dataclasses
 import signal
 import sys
 import threading
@@ -82,7 +83,9 @@ def agent(
             "--interface", "-i", help="Capture only here (repeatable). Default: all, incl. lo."
         ),
     ] = None,
-    jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per line.")] = False,
+    jsonl: Annotated[
+        bool, typer.Option("--jsonl", "--json", help="One JSON object per line.")
+    ] = False,
     queue_size: Annotated[
         int, typer.Option(help="Frames buffered between capture and decode.")
     ] = 20000,
@@ -108,10 +111,16 @@ def agent(
         _summary(counters, loop, stderr)
 
 
-def doctor() -> None:
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per check.")] = False,
+) -> None:
     """Check what live capture and attribution can do on this machine; exit 1 if capture cannot."""
     results = run_checks()
-    print_report(results, Console())
+    if as_json:
+        for r in results:
+            typer.echo(to_json_line(dataclasses.asdict(r)))
+    else:
+        print_report(results, Console())
     if not all(r.ok for r in results if r.required):
         raise typer.Exit(1)
 
