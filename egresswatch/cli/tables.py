@@ -25,7 +25,7 @@ class Column:
     min_width: int
     fold: bool = False  # shares the spare width; long words wrap (hosts, purposes), never cut
     no_wrap: bool = False  # short fixed-form values (time, counts)
-    max_width: int | None = None  # a fixed column wider than this wraps (hostile names)
+    max_width: int | None = None  # when short of room, a fixed column shrinks to this first
 
 
 def fitting(columns: Sequence[Column], width: int) -> list[int]:
@@ -66,14 +66,14 @@ def render(
 
 
 def widths_within(columns: Sequence[Column], natural: Sequence[int], room: int) -> list[int]:
-    """Column widths that fit `room`: each column starts at its natural width (fixed ones up
-    to max_width, foldable ones at min_width); when short, less kept columns give way first,
-    never below their min_width; foldable ones then grow, the most kept first."""
-    widths = [
-        c.min_width if c.fold else min(n, c.max_width or n)
-        for c, n in zip(columns, natural, strict=True)
-    ]
+    """Column widths that fit `room`: fixed columns start at their natural width, foldable
+    ones at min_width; when short, outsized columns shrink to max_width, then less kept
+    columns give way, never below min_width; foldable ones then grow, the most kept first."""
+    widths = [c.min_width if c.fold else n for c, n in zip(columns, natural, strict=True)]
     order = sorted(range(len(columns)), key=lambda i: columns[i].keep)
+    for i, c in enumerate(columns):  # an outsized fixed cell (a hostile name) gives way first
+        if c.max_width and widths[i] > c.max_width and sum(widths) > room:
+            widths[i] = max(c.max_width, widths[i] - (sum(widths) - room))
     _give_way(columns, widths, reversed(order), sum(widths) - room)
     for i in order:
         if not columns[i].fold:
