@@ -50,8 +50,9 @@ def lookup_and_connect(
                             host=host, tool=process.tool))  # fmt: skip
     tcp = FlowKey("tcp", CLIENT, sport + 1, address, 443)
     hello = ClientHello(host, ("h2",), 0x0303, (0x0304,), False)
-    events.append(Event(Observation(ts + 0.02, "flow", tcp), who, host=host, name_source="dns-same-pid",
-                        category=category, tool=process.tool))  # fmt: skip
+    events.append(Event(Observation(ts + 0.02, "flow", tcp), who, host=host,
+                        name_source="dns-same-pid", category=category,
+                        tool=process.tool))  # fmt: skip
     events.append(Event(Observation(ts + 0.03, "tls", tcp, hello=hello), who, host=host,
                         name_source="sni", category=category, tool=process.tool))  # fmt: skip
     return events
