@@ -112,8 +112,8 @@ def session_frames(start: float, owners: ScriptedProcesses) -> Iterator[Frame]:
 def _step_frames(ts: float, step: Step, sport: int) -> Iterator[Frame]:
     for qtype, offset in (("A", 0.0), ("AAAA", 0.0005)):
         query, response = _lookup(step, qtype, sport)
-        yield _frame(ts + offset, _udp(CLIENT, RESOLVER, sport, 53, query))
-        yield _frame(ts + offset + 0.012, _udp(RESOLVER, CLIENT, 53, sport, response))
+        yield _frame(ts + offset, udp_packet(CLIENT, RESOLVER, sport, 53, query))
+        yield _frame(ts + offset + 0.012, udp_packet(RESOLVER, CLIENT, 53, sport, response))
     if not step.lookup_only:
         hello = client_hello(step.host)
         server = (step.address, 443)
@@ -155,7 +155,8 @@ def _addr(text: str) -> bytes:
     return bytes(int(part) for part in text.split("."))
 
 
-def _udp(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
+def udp_packet(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
+    """An IPv4 UDP packet (raw IP, checksums left zero: the decoder does not check them)."""
     return _ipv4(src, dst, 17, struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload)
 
 
