@@ -1,6 +1,7 @@
 """`egresswatch demo`: fills a scratch store with a scripted local-LLM session and shows it, so a
 newcomer sees what tools' egress looks like before capturing anything live."""
 
+import shlex
 import tempfile
 import time
 from pathlib import Path
@@ -33,11 +34,14 @@ def demo(
     from egresswatch.cli.events_cmd import events
 
     events(db=str(path))
+    from egresswatch.cli.run_status import program
+
+    me, db_args = shlex.join(program()), shlex.join(["--db", str(path)])
     typer.echo(
         "\nTry next:\n"
-        f"  egresswatch summary --db {path} --by tool\n"
-        f"  egresswatch events --db {path} --category cloud-llm-api\n"
-        f"  egresswatch events --db {path} --raw --json",
+        f"  {me} summary {db_args} --by tool\n"
+        f"  {me} events {db_args} --category cloud-llm-api\n"
+        f"  {me} events {db_args} --raw --json",
         err=True,
     )
 

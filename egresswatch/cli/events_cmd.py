@@ -42,8 +42,8 @@ ROW_COLUMNS = (
     Column("process", keep=0, min_width=12, max_width=24),
     Column("host", keep=0, min_width=20, fold=True),
     Column("category", keep=1, min_width=16),
-    Column("detail", keep=2, min_width=16, fold=True),
-    Column("tool", keep=3, min_width=15),
+    Column("detail", keep=2, min_width=16, max_width=32),
+    Column("tool", keep=3, min_width=15, whole=True),
 )
 RAW_COLUMNS = (
     Column("time", keep=0, min_width=8, no_wrap=True),
@@ -53,7 +53,7 @@ RAW_COLUMNS = (
     Column("category", keep=2, min_width=12),
     Column("destination", keep=3, min_width=16, fold=True),
     Column("via", keep=5, min_width=5),
-    Column("tool", keep=4, min_width=15),
+    Column("tool", keep=4, min_width=15, whole=True),
 )
 
 

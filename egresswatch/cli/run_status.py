@@ -109,10 +109,10 @@ class StatusLine(threading.Thread):
 
 def follow_up_command(db: str | None) -> str:
     """The command that shows the recorded events, runnable as printed from any directory."""
-    return shlex.join([*_program(), "events", "--since", "10m", *(["--db", db] if db else [])])
+    return shlex.join([*program(), "events", "--since", "10m", *(["--db", db] if db else [])])
 
 
-def _program() -> list[str]:
+def program() -> list[str]:
     """How to call egresswatch again: its name when PATH finds this same program."""
     argv0 = sys.argv[0]
     if argv0.endswith("__main__.py"):

@@ -26,21 +26,23 @@ class Column:
     fold: bool = False  # shares the spare width; long words wrap (hosts, purposes), never cut
     no_wrap: bool = False  # short fixed-form values (time, counts)
     max_width: int | None = None  # when short of room, a fixed column shrinks to this first
+    whole: bool = False  # shown only when it fits at its natural width (nice-to-have columns)
 
 
-def fitting(columns: Sequence[Column], width: int) -> list[int]:
+def fitting(columns: Sequence[Column], width: int, natural: Sequence[int]) -> list[int]:
     """Indexes of the columns that fit in `width`, dropping the least kept first."""
+    needs = [n if c.whole else c.min_width for c, n in zip(columns, natural, strict=True)]
     kept = list(range(len(columns)))
     by_drop_order = sorted(kept, key=lambda i: (-columns[i].keep, -i))
     for index in by_drop_order:
-        if _needed(columns, kept) <= width or columns[index].keep == 0:
+        if _needed(needs, kept) <= width or columns[index].keep == 0:
             break
         kept.remove(index)
     return kept
 
 
-def _needed(columns: Sequence[Column], kept: Sequence[int]) -> int:
-    return sum(columns[i].min_width for i in kept) + GAP * max(len(kept) - 1, 0)
+def _needed(needs: Sequence[int], kept: Sequence[int]) -> int:
+    return sum(needs[i] for i in kept) + GAP * max(len(kept) - 1, 0)
 
 
 def render(
@@ -51,7 +53,7 @@ def render(
     every = [
         max([len(c.title)] + [r[i].cell_len for r in texts]) for i, c in enumerate(columns)
     ]
-    kept = fitting(columns, console.width)
+    kept = fitting(columns, console.width, every)
     widths = widths_within(
         [columns[i] for i in kept], [every[i] for i in kept], console.width - GAP * (len(kept) - 1)
     )
@@ -68,7 +70,8 @@ def render(
 def widths_within(columns: Sequence[Column], natural: Sequence[int], room: int) -> list[int]:
     """Column widths that fit `room`: fixed columns start at their natural width, foldable
     ones at min_width; when short, outsized columns shrink to max_width, then less kept
-    columns give way, never below min_width; foldable ones then grow, the most kept first."""
+    columns give way, never below min_width; foldable ones then grow into what is left, the
+    most kept first."""
     widths = [c.min_width if c.fold else n for c, n in zip(columns, natural, strict=True)]
     order = sorted(range(len(columns)), key=lambda i: columns[i].keep)
     for i, c in enumerate(columns):  # an outsized fixed cell (a hostile name) gives way first
@@ -78,12 +81,8 @@ def widths_within(columns: Sequence[Column], natural: Sequence[int], room: int) 
     for i in order:
         if not columns[i].fold:
             continue
-        short = natural[i] - widths[i]
         spare = room - sum(widths)
-        widths[i] += max(min(short, spare), 0)
-        short = natural[i] - widths[i]
-        donors = [d for d in reversed(order) if columns[d].keep > columns[i].keep]
-        widths[i] += _give_way(columns, widths, donors, short)
+        widths[i] += max(min(natural[i] - widths[i], spare), 0)
     return widths
 
 

@@ -120,7 +120,7 @@ def test_demo_fills_a_scratch_store_and_shows_it(tmp_path: Path) -> None:
     for host in ("registry.ollama.ai", "api.openai.com", "eu.i.posthog.com", "huggingface.co"):
         assert host in result.stdout
     assert "cloud-llm-api" in result.stdout and "telemetry" in result.stdout
-    assert f"egresswatch summary --db {db} --by tool" in result.stderr
+    assert f"{sys.executable} -m egresswatch summary --db {db} --by tool" in result.stderr
     tools = egresswatch("summary", "--db", str(db), "--by", "tool", "--json")
     counted = {g["key"]: g for g in map(json.loads, tools.stdout.splitlines())}
     assert {"Ollama", "Jan", "Open WebUI", "huggingface_hub / transformers"} <= set(counted)
