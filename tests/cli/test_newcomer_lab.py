@@ -35,6 +35,8 @@ def net() -> Iterator[Lab]:
 
 
 def _clone(tmp_path: Path) -> Path:
+    if not (ROOT / ".git").exists():
+        pytest.skip("the newcomer run clones the repository: run it from a git checkout")
     clone = tmp_path / "egresswatch"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
     return clone
