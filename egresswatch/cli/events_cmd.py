@@ -1,6 +1,7 @@
 """`egresswatch events` (rolled-up rows, --raw, --follow) and `egresswatch summary` (who talked to
 what, how often, first and last seen)."""
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -107,7 +108,9 @@ def events(
     """
     flt = event_filter(since, until, tool, category, host)
     raw = raw or as_json  # JSON output is the event record contract (docs/events.md)
-    with store_session(db) as store:
+    # Ctrl-C is how --follow ends: wherever it lands, it is a normal exit.
+    stopping = contextlib.suppress(KeyboardInterrupt) if follow else contextlib.nullcontext()
+    with stopping, store_session(db) as store:
         flt = with_stored_tool(store, flt)
         stored = store.query_events(flt, limit if raw else limit * RAW_PER_ROW + 1)
         full = len(stored) >= (limit if raw else limit * RAW_PER_ROW + 1)
@@ -198,20 +201,16 @@ def _follow(
     store: "Store", flt: "EventFilter", *, raw: bool, as_json: bool, last_id: int, last_ts: float
 ) -> None:
     """Poll the store for events newer than `last_id` until interrupted."""
-    try:
-        while True:
-            time.sleep(FOLLOW_INTERVAL)
-            now = time.time()
-            since = max(last_ts, now - 3600) - FOLLOW_LOOKBACK
-            window = dataclasses.replace(flt, since=since, until=now - FOLLOW_SETTLE)
-            fresh = [s for s in store.query_events(window, 100_000) if s.id > last_id]
-            if not fresh:
-                continue
+    while True:
+        time.sleep(FOLLOW_INTERVAL)
+        now = time.time()
+        since = max(last_ts, now - 3600) - FOLLOW_LOOKBACK
+        window = dataclasses.replace(flt, since=since, until=now - FOLLOW_SETTLE)
+        fresh = [s for s in store.query_events(window, 100_000) if s.id > last_id]
+        if fresh:
             last_id = max(s.id for s in fresh)
             last_ts = max(s.event.observation.ts for s in fresh)
             _print_fresh(fresh, raw, as_json)
-    except KeyboardInterrupt:
-        return
 
 
 def _print_fresh(fresh: "list[StoredEvent]", raw: bool, as_json: bool) -> None:

@@ -156,15 +156,15 @@ def test_follow_shows_events_stored_after_it_started(tmp_path: Path) -> None:
         text=True,
         env={"COLUMNS": "80", "PATH": "/usr/bin:/bin"},
     )
+    assert follower.stdout is not None
     try:
-        time.sleep(2.0)
+        assert follower.stdout.readline().startswith("time")  # it has shown what was stored
         later = lookup_and_connect(
             time.time(), "late.example", "10.199.7.40", proc(), 43000, "other"
         )
         store_events(Path(db), later)
         deadline = time.time() + 20
         seen = ""
-        assert follower.stdout is not None
         while time.time() < deadline and "late.example" not in seen:
             seen += follower.stdout.readline()
     finally:
