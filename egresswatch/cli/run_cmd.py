@@ -121,8 +121,8 @@ def _run_with_status(
     if status.is_alive():
         status.join(timeout=2)
     counters = service.counters().snapshot()
-    stderr.print(for_rich(end_summary(tally, counters, time.monotonic() - started)),
-                 highlight=False, soft_wrap=True)  # fmt: skip
+    for line in end_summary(tally, counters, time.monotonic() - started).splitlines():
+        stderr.print(for_rich(line), highlight=False, soft_wrap=True)
     if verbose:
         for name, value in counters.items():
             if value:

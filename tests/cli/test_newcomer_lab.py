@@ -105,6 +105,7 @@ def test_fresh_clone_readme_run_then_printed_command(net: Lab, tmp_path: Path) -
         _out, rest = run.communicate(timeout=60)
     assert run.returncode == 0, rest
     assert "egresswatch stopped after" in rest and "\r" not in rest  # no status line off a TTY
+    assert "\nLLM tools seen: " in rest  # the summary's lines are lines, not escapes
     assert printed == f"egresswatch events --since 10m --db {db}"
     shown = subprocess.run(
         shlex.split(printed), cwd="/", env=env, capture_output=True, text=True, check=False
