@@ -2,7 +2,8 @@
 # Sets up egresswatch on a Debian/Ubuntu machine (as root) and runs it.
 #   bash scripts/setup.sh run  [run args...]     install, then run the monitor (`egresswatch run`)
 #   bash scripts/setup.sh test [pytest args...]  install with test dependencies, start PostgreSQL, run the suite
-# Idempotent: a second call only checks what is there.
+# Idempotent: a second call only checks what is there. What it leaves behind, and how to remove
+# it: README.md, "What the set-up leaves behind". EGRESSWATCH_BIN_DIR: where the command link goes.
 set -euo pipefail
 mode=${1:-}; shift || true
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -10,7 +11,19 @@ venv=${EGRESSWATCH_VENV:-$root/.venv}
 export DEBIAN_FRONTEND=noninteractive
 
 need_root() {
-  if [ "$(id -u)" -ne 0 ]; then echo "setup.sh: run as root (sudo bash scripts/setup.sh $mode)" >&2; exit 2; fi
+  [ "$(id -u)" -eq 0 ] && return 0
+  if command -v sudo >/dev/null 2>&1; then
+    echo "setup.sh: run as root: sudo bash scripts/setup.sh $mode" >&2
+  else
+    echo "setup.sh: run as root (no sudo here): su -c 'bash scripts/setup.sh $mode'" >&2
+  fi
+  exit 2
+}
+
+quietly() {  # run a noisy installer; show its output only when it fails
+  local log; log=$(mktemp)
+  if ! "$@" >"$log" 2>&1; then cat "$log" >&2; rm -f "$log"; return 1; fi
+  rm -f "$log"
 }
 
 apt_install() {
@@ -27,8 +40,13 @@ python_env() {
   if [ ! -x "$venv/bin/python" ]; then
     "$py" -m venv "$venv" 2>/dev/null || { apt_install python3-venv; "$py" -m venv "$venv"; }
   fi
-  "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
-  "$venv/bin/python" -m pip install -q -e "$root$1"
+  quietly "$venv/bin/python" -m pip install -q --upgrade pip
+  quietly "$venv/bin/python" -m pip install -q -e "$root$1"
+}
+
+link_command() {  # so `egresswatch ...` works as printed, from any directory
+  local link=${EGRESSWATCH_BIN_DIR:-/usr/local/bin}/egresswatch
+  if [ -L "$link" ] || [ ! -e "$link" ]; then ln -sfn "$venv/bin/egresswatch" "$link"; fi
 }
 
 start_postgres() {
@@ -50,12 +68,14 @@ case "$mode" in
     need_root
     apt_install libpcap0.8 iproute2
     python_env ""
+    link_command
     exec "$venv/bin/egresswatch" run "$@"
     ;;
   test)
     need_root
     apt_install libpcap0.8 iproute2 curl dnsutils openssl tcpdump ca-certificates
     python_env "[test]"
+    link_command
     start_postgres
     cd "$root"
     "$venv/bin/ruff" check .

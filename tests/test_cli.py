@@ -12,6 +12,8 @@ from scapy.layers.l2 import Ether
 
 from egresswatch import __version__
 from egresswatch.capture.pcapwrite import PcapWriter
+from egresswatch.classify.catalog import packaged_catalog_text
+from egresswatch.cli.version import catalog_date
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -45,7 +47,9 @@ def test_help_lists_replay() -> None:
 def test_version() -> None:
     result = _run("--version")
     assert result.returncode == 0
-    assert result.stdout.strip() == f"egresswatch {__version__}"
+    date = catalog_date(packaged_catalog_text())
+    assert date is not None and len(date) == 10
+    assert result.stdout.strip() == f"egresswatch {__version__} (catalog {date})"
 
 
 def test_replay_rejects_a_file_that_is_not_a_capture(tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
 """`egresswatch agent` (live capture -> attributed events) and `egresswatch doctor` (what works)."""
 
+import dataclasses
 import signal
 import sys
 import threading
+from datetime import datetime
 from types import FrameType
 from typing import Annotated
 
@@ -38,14 +40,22 @@ def _jsonl_sink(event: Event) -> None:
     sys.stdout.flush()
 
 
+def clock(ts: float) -> str:
+    """Local wall-clock time to the millisecond (the JSON lines keep the exact epoch)."""
+    return datetime.fromtimestamp(ts).strftime("%H:%M:%S.%f")[:-3]
+
+
 def _text_sink(event: Event) -> None:
     obs, process = event.observation, event.attribution.process
     who = f"{printable(process.name)}[{process.pid}]" if process else event.attribution.status
     name = printable(event.host or summary_host(obs)) or "-"
     source = event.name_source or "none"
     conflict = " CONFLICT" if event.name_conflict else ""
+    reply = obs.dns is not None and obs.dns.is_response
+    arrow, peer, port = ("<-", obs.flow.src, obs.flow.sport) if reply else (
+        "->", obs.flow.dst, obs.flow.dport)  # fmt: skip
     sys.stdout.write(
-        f"{obs.ts:.3f} {obs.kind:<4} {who} -> {obs.flow.dst}:{obs.flow.dport}/"
+        f"{clock(obs.ts)} {obs.kind:<4} {who} {arrow} {peer}:{port}/"
         f"{obs.flow.transport} {name} ({source}){conflict}\n"
     )
     sys.stdout.flush()
@@ -77,7 +87,9 @@ def agent(
             "--interface", "-i", help="Capture only here (repeatable). Default: all, incl. lo."
         ),
     ] = None,
-    jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per line.")] = False,
+    jsonl: Annotated[
+        bool, typer.Option("--jsonl", "--json", help="One JSON object per line.")
+    ] = False,
     queue_size: Annotated[
         int, typer.Option(help="Frames buffered between capture and decode.")
     ] = 20000,
@@ -103,10 +115,16 @@ def agent(
         _summary(counters, loop, stderr)
 
 
-def doctor() -> None:
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per check.")] = False,
+) -> None:
     """Check what live capture and attribution can do on this machine; exit 1 if capture cannot."""
     results = run_checks()
-    print_report(results, Console())
+    if as_json:
+        for r in results:
+            typer.echo(to_json_line(dataclasses.asdict(r)))
+    else:
+        print_report(results, Console())
     if not all(r.ok for r in results if r.required):
         raise typer.Exit(1)
 

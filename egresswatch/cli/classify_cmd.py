@@ -1,31 +1,29 @@
 """`egresswatch classify HOST...`: shows how the destination catalog classifies host names."""
 
-import json
-import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from egresswatch.classify.catalog import load_catalog
 from egresswatch.classify.destinations import Classification
+from egresswatch.cli.tables import Column, render
 from egresswatch.errors import ConfigError
-
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def printable(text: str) -> str:
-    """`text` with control and bidi-override characters shown as \\xHH / \\uHHHH escapes."""
-    return _UNPRINTABLE.sub(_escape_char, text)
+from egresswatch.output import printable, to_json_line
 
 
-def _escape_char(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+def host_of(text: str) -> str:
+    """The host in what a user pastes: a URL (`https://hf.co/x`), `host/path` or `host:port`."""
+    text = text.strip()
+    if "://" in text:
+        return urlsplit(text).hostname or ""
+    head = text.split("/", 1)[0]
+    if head.count(":") == 1:  # host:port (an IPv6 literal has more colons)
+        head = head.split(":", 1)[0]
+    return head
 
 
 def as_json(result: Classification) -> dict[str, Any]:
@@ -53,7 +51,14 @@ def as_json(result: Classification) -> dict[str, Any]:
 
 
 SHOWN_TOOLS = 3
-SHOWN_PURPOSE = 90
+COLUMNS = (
+    Column("host", keep=0, min_width=24, fold=True),
+    Column("category", keep=0, min_width=14),
+    Column("matched", keep=3, min_width=12, fold=True),
+    Column("registrable domain", keep=4, min_width=12, fold=True),
+    Column("tools", keep=2, min_width=16, fold=True),
+    Column("purpose", keep=1, min_width=20, fold=True),
+)
 
 
 def _brief_tools(tools: tuple[str, ...]) -> str:
@@ -61,21 +66,16 @@ def _brief_tools(tools: tuple[str, ...]) -> str:
     return f"{shown} (+{len(tools) - SHOWN_TOOLS})" if len(tools) > SHOWN_TOOLS else shown
 
 
-def _table(results: list[Classification]) -> Table:
-    table = Table("host", "category", "matched", "registrable domain", "tools", "purpose")
-    for column in table.columns[:4]:
-        column.overflow = "fold"  # never hide part of a host or pattern behind an ellipsis
-    for r in results:
-        # Text cells are never parsed as rich markup, so "[red]"-style names stay literal.
-        category = ", ".join(r.categories) if r.roles else r.category
-        purpose = (r.purpose or r.reason or "")[:SHOWN_PURPOSE]
-        cells = (r.host, category, r.matched or "-", r.registrable_domain or "-")
-        table.add_row(*(Text(printable(c)) for c in (*cells, _brief_tools(r.tools), purpose)))
-    return table
+def _cells(r: Classification) -> tuple[str | None, ...]:
+    category = ", ".join(r.categories) if r.roles else r.category
+    purpose = r.purpose or r.reason
+    return (r.host, category, r.matched, r.registrable_domain, _brief_tools(r.tools), purpose)
 
 
 def classify_command(
-    hosts: Annotated[list[str], typer.Argument(help="Host names (or IP literals) to classify.")],
+    hosts: Annotated[
+        list[str], typer.Argument(help="Host names, IP literals or URLs to classify.")
+    ],
     json_lines: Annotated[
         bool, typer.Option("--json", help="One JSON object per host and line.")
     ] = False,
@@ -84,18 +84,26 @@ def classify_command(
         typer.Option("--catalog", help="User catalog CSV merged over the packaged one."),
     ] = None,
 ) -> None:
-    """Show the category, tools, purpose and source the catalog gives each HOST."""
+    """Show the category, tools, purpose and source the catalog gives each HOST.
+
+    A name that is not a valid host name is shown with the reason; an empty one is a usage
+    error (exit 2).
+    """
     try:
         compiled = load_catalog(catalog)
     except ConfigError as exc:
         typer.echo(f"egresswatch: {printable(str(exc))}", err=True)
         raise typer.Exit(2) from exc
-    results = [compiled.classify(h) for h in hosts]
+    names = [host_of(h) for h in hosts]
+    if not all(names):
+        raise typer.BadParameter("empty host name", param_hint="HOSTS")
+    results = [compiled.classify(h) for h in names]
     if json_lines:
         for result in results:
-            sys.stdout.write(json.dumps(as_json(result)) + "\n")
-        return
-    Console(soft_wrap=False).print(_table(results))
+            sys.stdout.write(to_json_line(as_json(result)) + "\n")
+    else:
+        render(COLUMNS, [_cells(r) for r in results], Console(highlight=False))
+
 
 
 def register(app: typer.Typer) -> None:

@@ -17,9 +17,9 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from rich.table import Table
 
 from egresswatch.capture.pcapfile import read_frames
+from egresswatch.cli.tables import Column, render
 from egresswatch.counters import Counters
 from egresswatch.errors import CaptureError
 from egresswatch.model import Observation
@@ -103,22 +103,30 @@ def _with_progress(
             bar.update(task, completed=done)
 
 
+TABLE_COLUMNS = (
+    Column("time (UTC)", keep=0, min_width=23, no_wrap=True),
+    Column("kind", keep=1, min_width=4, no_wrap=True),
+    Column("source", keep=4, min_width=16, fold=True),
+    Column("destination", keep=2, min_width=16, fold=True),
+    Column("name", keep=0, min_width=20, fold=True),
+    Column("detail", keep=3, min_width=12, fold=True),
+)
+
+
 def _print_table(observations: Iterator[Observation], console: Console) -> int:
-    table = Table("time (UTC)", "kind", "source", "destination", "name", "detail", box=None)
-    count = 0
-    for obs in observations:
-        detail = _detail(obs)
-        table.add_row(
+    rows = [
+        (
             _when(obs.ts),
             obs.kind,
             f"{obs.flow.src}:{obs.flow.sport}",
             f"{obs.flow.dst}:{obs.flow.dport}",
-            for_rich(summary_host(obs)),
-            for_rich(detail),
+            summary_host(obs),
+            _detail(obs),
         )
-        count += 1
-    console.print(table)
-    return count
+        for obs in observations
+    ]
+    render(TABLE_COLUMNS, rows, console)  # cells are escaped there (output.printable)
+    return len(rows)
 
 
 def _when(ts: float) -> str:
@@ -157,16 +165,19 @@ def replay(
         OutputFormat, typer.Option("--format", "-f", help="table for people, jsonl for programs.")
     ] = OutputFormat.table,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on stderr.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Same as --format jsonl (docs/replay-jsonl.md).")
+    ] = False,
 ) -> None:
     """Decode captures and print the DNS, TLS and QUIC metadata they hold (never payloads)."""
     stderr = Console(stderr=True)
     counters = Counters()
     observations = _with_progress(files, counters, stderr)
     try:
-        if fmt is OutputFormat.jsonl:
+        if fmt is OutputFormat.jsonl or as_json:
             emitted = write_jsonl(observations, sys.stdout)
         else:
-            emitted = _print_table(observations, Console())
+            emitted = _print_table(observations, Console(highlight=False))
     except CaptureError as err:
         stderr.print(f"[red]error:[/] {for_rich(str(err))}")
         raise typer.Exit(2) from err

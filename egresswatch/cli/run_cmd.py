@@ -1,14 +1,25 @@
 """`egresswatch run`: the main job. Capture, attribute, classify and store until stopped."""
 
+import re
 import threading
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
 
 from egresswatch.errors import CaptureError, ConfigError, StoreError
 from egresswatch.output import for_rich
+
+if TYPE_CHECKING:
+    from egresswatch.classify.catalog import Catalog
+    from egresswatch.cli.run_status import Tally
+    from egresswatch.config import Settings
+    from egresswatch.daemon import Service
+    from egresswatch.store.database import Store
+
+_DRIVER_PREFIX = re.compile(r"\(\w+(?:\.\w+)*\) ")  # "(sqlite3.OperationalError) "
 
 
 def run(
@@ -23,52 +34,99 @@ def run(
     config: Annotated[
         Path | None, typer.Option("--config", help="Settings file (TOML).", dir_okay=False)
     ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Print every internal counter at the end.")
+    ] = False,
 ) -> None:
     """Run the monitor: capture live, name the process and destination of every flow, store it.
 
     Read the results with `egresswatch events` (e.g. `egresswatch events --since 10m`).
     """
-    # The whole service (capture, attribution, SQLAlchemy, Alembic) loads only for this command.
-    from egresswatch.classify.catalog import load_catalog
     from egresswatch.cli.agent_cmd import build_attributor, stop_on_signals
-    from egresswatch.config import load_settings
+    from egresswatch.cli.run_status import Tally, follow_up_command
     from egresswatch.daemon import build_service
-    from egresswatch.store.database import open_store
 
     stderr = Console(stderr=True)
-    try:
-        settings = load_settings(config)
-        if db is not None:
-            settings = settings.model_copy(
-                update={"store": settings.store.model_copy(update={"url": db})}
-            )
-        if interface:
-            capture = settings.capture.model_copy(update={"interfaces": interface})
-            settings = settings.model_copy(update={"capture": capture})
-        catalog = load_catalog(settings.catalog.extra)
-        store = open_store(settings.store.url)
-    except (ConfigError, StoreError) as err:
-        stderr.print(f"[red]error:[/] {for_rich(str(err))}", soft_wrap=True)
-        raise typer.Exit(2) from err
+    settings, store, catalog = _prepare(db, interface, config, stderr)
     stop = threading.Event()
     service = build_service(settings, store, catalog, build_attributor(stderr), stop)
+    tally = Tally(service.agent.sink)
+    service.agent.sink = tally
     try:
         service.capture.start()
     except CaptureError as err:
         store.close()
-        stderr.print(f"[red]error:[/] {for_rich(str(err))}", soft_wrap=True)
-        raise typer.Exit(2) from err
+        _fail(stderr, str(err))
     stop_on_signals(stop)
+    shown_db = db if db is not None else settings.store.url
     stderr.print(
-        f"egresswatch: recording to {for_rich(store.url)}; "
-        "see `egresswatch events --since 10m`. Ctrl-C stops.",
+        f"egresswatch: recording to {for_rich(store.url)}; Ctrl-C stops. To see what was "
+        f"recorded, run:\n  {for_rich(follow_up_command(shown_db))}",
         soft_wrap=True,
+        highlight=False,
     )
+    _run_with_status(service, tally, stop, stderr, verbose)
+
+
+def _prepare(
+    db: str | None, interface: list[str] | None, config: Path | None, stderr: Console
+) -> "tuple[Settings, Store, Catalog]":
+    """Settings with the flags applied, the open store and the catalog; exit 2 on bad input."""
+    from egresswatch.classify.catalog import load_catalog
+    from egresswatch.config import load_settings
+    from egresswatch.store.database import open_store
+
+    try:
+        settings = load_settings(config)
+        if db is not None:
+            store_settings = settings.store.model_copy(update={"url": db})
+            settings = settings.model_copy(update={"store": store_settings})
+        if interface:
+            capture = settings.capture.model_copy(update={"interfaces": interface})
+            settings = settings.model_copy(update={"capture": capture})
+        catalog = load_catalog(settings.catalog.extra)
+    except ConfigError as err:
+        _fail(stderr, str(err))
+    try:
+        store = open_store(settings.store.url)
+    except StoreError as err:
+        _fail(stderr, store_advice(str(err)))
+    return settings, store, catalog
+
+
+def store_advice(message: str) -> str:
+    """A store error without driver jargon, with what to do about it."""
+    plain = _DRIVER_PREFIX.sub("", message)
+    return (
+        f"{plain}. Pass --db with a writable SQLite path (e.g. --db /var/lib/egresswatch/events.db)"
+        " or a reachable database URL."
+    )
+
+
+def _fail(stderr: Console, message: str) -> NoReturn:
+    stderr.print(f"[red]error:[/] {for_rich(message)}", soft_wrap=True, highlight=False)
+    raise typer.Exit(2)
+
+
+def _run_with_status(
+    service: "Service", tally: "Tally", stop: threading.Event, stderr: Console, verbose: bool
+) -> None:
+    from egresswatch.cli.run_status import StatusLine, end_summary
+
+    status = StatusLine(tally, lambda: service.counters().snapshot(), stop)
+    if stderr.is_terminal:
+        status.start()
+    started = time.monotonic()
     service.run(stop)
-    stderr.print("[bold]egresswatch stopped[/]")
-    for name, value in service.counters().snapshot().items():
-        if value:
-            stderr.print(f"  {for_rich(name)}: {value}")
+    if status.is_alive():
+        status.join(timeout=2)
+    counters = service.counters().snapshot()
+    for line in end_summary(tally, counters, time.monotonic() - started).splitlines():
+        stderr.print(for_rich(line), highlight=False, soft_wrap=True)
+    if verbose:
+        for name, value in counters.items():
+            if value:
+                stderr.print(f"  {for_rich(name)}: {value}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,25 +1,25 @@
-"""CLI commands that read and manage the event store: `db upgrade|stats`, `events`, `export`."""
+"""CLI commands that manage the event store (`db upgrade|stats`, `export`) and the options and
+store session the reading commands share."""
 
 import json
-import re
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from egresswatch.cli.filters import event_filter, with_stored_tool
 from egresswatch.errors import StoreError
-from egresswatch.output import printable, to_json_line
+from egresswatch.output import printable
 
 if TYPE_CHECKING:  # the store (SQLAlchemy, Alembic) is imported when a command needs it
-    from egresswatch.store import EventFilter, Store
+    from egresswatch.store import Store
 
 DbOption = Annotated[
     str | None,
@@ -33,9 +33,6 @@ ToolOption = Annotated[str | None, typer.Option(help="Only events charged to thi
 CategoryOption = Annotated[str | None, typer.Option(help="Only this destination category.")]
 HostOption = Annotated[str | None, typer.Option(help="Only this host and names under it.")]
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
-
 
 def register(app: typer.Typer) -> None:
     """Add the store's commands to the main CLI."""
@@ -43,28 +40,12 @@ def register(app: typer.Typer) -> None:
     db.command("upgrade")(db_upgrade)
     db.command("stats")(db_stats)
     app.add_typer(db, name="db")
-    app.command("events")(events)
     app.command("export")(export)
 
 
-def parse_when(text: str, now: float) -> float:
-    """`10m` (ago), epoch seconds, or an ISO-8601 time (UTC unless it has an offset)."""
-    match = _DURATION.match(text.strip())
-    if match:
-        return now - float(match.group(1)) * _UNITS[match.group(2)]
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise typer.BadParameter(f"not a duration, epoch or ISO time: {text!r}") from None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-
-
 @contextmanager
-def _store(url: str | None, *, must_exist: bool = True) -> Iterator["Store"]:
+def store_session(url: str | None, *, must_exist: bool = True) -> Iterator["Store"]:
+    """The store at `url` for one command; a store error becomes one line and exit 1."""
     from egresswatch.store import open_store
     from egresswatch.store.engine import resolve_url
 
@@ -74,11 +55,11 @@ def _store(url: str | None, *, must_exist: bool = True) -> Iterator["Store"]:
             _require_database(resolved)
         store = open_store(resolved)
     except StoreError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     try:
         yield store
     except StoreError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     finally:
         store.close()
 
@@ -97,29 +78,15 @@ def _require_database(url: str) -> None:
             raise StoreError(f"no event store at {path} (start the agent, or pass --db)")
 
 
-def _fail(message: str) -> NoReturn:
+def fail(message: str) -> NoReturn:
+    """Print `error: message` (escaped) on stderr and exit 1."""
     typer.echo(f"error: {printable(message)}", err=True)
     raise typer.Exit(1)
 
 
-def _filter(
-    since: str | None, until: str | None, tool: str | None, category: str | None, host: str | None
-) -> "EventFilter":
-    from egresswatch.store import EventFilter
-
-    now = time.time()
-    return EventFilter(
-        since=None if since is None else parse_when(since, now),
-        until=None if until is None else parse_when(until, now),
-        tool=tool,
-        category=category,
-        host=host,
-    )
-
-
 def db_upgrade(db: DbOption = None) -> None:
     """Create the store or migrate it to the newest schema."""
-    with _store(db, must_exist=False) as store:
+    with store_session(db, must_exist=False) as store:
         typer.echo(f"{store.url}: schema at revision {store.stats().revision}")
 
 
@@ -128,7 +95,7 @@ def db_stats(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
     """Size, row counts and the time range of the stored events."""
-    with _store(db) as store:
+    with store_session(db) as store:
         stats = store.stats()
     if as_json:
         typer.echo(json.dumps({
@@ -147,44 +114,6 @@ def db_stats(
     console.print(table)
 
 
-def events(
-    *,
-    db: DbOption = None,
-    since: SinceOption = None,
-    until: UntilOption = None,
-    tool: ToolOption = None,
-    category: CategoryOption = None,
-    host: HostOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
-    limit: Annotated[int, typer.Option(min=1, help="Show at most the newest N.")] = 100,
-) -> None:
-    """Show stored events, oldest first (the newest LIMIT of the window)."""
-    flt = _filter(since, until, tool, category, host)
-    with _store(db) as store:
-        stored = store.query_events(flt, limit)
-    from egresswatch.store.export import event_record
-
-    records = [event_record(s) for s in stored]
-    if as_json:
-        for record in records:
-            typer.echo(to_json_line(record))
-        return
-    _print_table(records)
-
-
-def _print_table(records: list[dict[str, Any]]) -> None:
-    table = Table("time", "kind", "process", "tool", "host", "category", "destination", "via")
-    for r in records:
-        proc = f"{r['process']}[{r['pid']}]" if r["pid"] is not None else r["attribution"]
-        cells = (
-            r["time"], r["kind"], proc, r["tool"], r["host"] or r.get("qname"), r["category"],
-            f"{r['dst']}:{r['dport']}", r["name_source"],
-        )  # fmt: skip
-        # Text cells are never parsed as markup, and printable() defuses terminal controls.
-        table.add_row(*(Text(printable(str(c))) if c is not None else Text("-") for c in cells))
-    Console(highlight=False).print(table)
-
-
 def export(
     *,
     db: DbOption = None,
@@ -201,8 +130,9 @@ def export(
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"use one of: {', '.join(FORMATS)}", param_hint="--format")
-    flt = _filter(since, until, tool, category, host)
-    with _store(db) as store:
+    flt = event_filter(since, until, tool, category, host)
+    with store_session(db) as store:
+        flt = with_stored_tool(store, flt)
         if output is None:
             count = store.export(fmt, sys.stdout, flt)
         else:

@@ -21,8 +21,9 @@ from egresswatch.classify.catalog import (
     load_catalog,
 )
 from egresswatch.classify.destinations import Entry, Role, is_subtree, pattern_anchor
-from egresswatch.cli.classify_cmd import printable, register
+from egresswatch.cli.classify_cmd import register
 from egresswatch.errors import ConfigError
+from egresswatch.output import printable
 
 CATALOG = load_catalog()
 HEADER = "host_pattern,category,tools,purpose,source\n"

@@ -9,7 +9,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from egresswatch.cli import store_cmd
+from egresswatch.cli import events_cmd, store_cmd
+from egresswatch.cli.filters import parse_when
 from egresswatch.output import printable
 from egresswatch.store import open_store
 from tests.store.factory import HOSTILE, dns_response, process, tls_hello
@@ -25,6 +26,7 @@ def make_app() -> typer.Typer:
         """Test root, so the commands keep their names."""
 
     store_cmd.register(app)
+    events_cmd.register(app)
     return app
 
 
@@ -71,16 +73,16 @@ def test_db_stats_shows_size_counts_and_range(db: str) -> None:
 
 
 def test_events_json_filters(db: str) -> None:
-    code, out, _ = run("events", "--db", db, "--json", "--since", "10m")
+    code, out, _ = run("events", "--db", db, "--raw", "--json", "--since", "10m")
     assert code == 0
     records = [json.loads(line) for line in out.splitlines()]
     assert [r["kind"] for r in records] == ["dns", "tls"]
-    code, out, _ = run("events", "--db", db, "--json", "--tool", "ollama", "--limit", "1")
+    code, out, _ = run("events", "--db", db, "--raw", "--json", "--tool", "ollama", "--limit", "1")
     assert [json.loads(line)["host"] for line in out.splitlines()] == ["registry.ollama.ai"]
-    code, out, _ = run("events", "--db", db, "--json", "--host", "HuggingFace.co")
+    code, out, _ = run("events", "--db", db, "--raw", "--json", "--host", "HuggingFace.co")
     assert [json.loads(line)["host"] for line in out.splitlines()] == ["huggingface.co"]
     code, out, _ = run(
-        "events", "--db", db, "--json", "--category", "model-registry", "--until", "1h"
+        "events", "--db", db, "--raw", "--json", "--category", "model-registry", "--until", "1h"
     )
     assert len(out.splitlines()) == 1
 
@@ -120,11 +122,11 @@ def test_errors_are_one_clear_line(tmp_path: Path) -> None:
 
 def test_parse_when_forms() -> None:
     now = 1_000_000.0
-    assert store_cmd.parse_when("10m", now) == now - 600
-    assert store_cmd.parse_when("1.5h", now) == now - 5400
-    assert store_cmd.parse_when("123.5", now) == 123.5
-    assert store_cmd.parse_when("1970-01-02T00:00:00", now) == 86400
-    assert store_cmd.parse_when("1970-01-02T01:00:00+01:00", now) == 86400
+    assert parse_when("10m", now) == now - 600
+    assert parse_when("1.5h", now) == now - 5400
+    assert parse_when("123.5", now) == 123.5
+    assert parse_when("1970-01-02T00:00:00", now) == 86400
+    assert parse_when("1970-01-02T01:00:00+01:00", now) == 86400
 
 
 def test_printable_escapes_controls_only() -> None:
