@@ -183,10 +183,17 @@ def _session(row: Row[Any]) -> InferenceSession:
         serving=_refs(s.serving),
         client=client[0] if client else None,
         model=s.model,
-        verdict=s.verdict or "open",
+        verdict=_verdict(s.ended, int(s.egress)),
         egress=int(s.egress),
         alerts=int(row.alert_count or 0),
     )
+
+
+def _verdict(ended: float | None, egress: int) -> str:
+    # From the count, not the stored column: evidence may be linked after a `session stop`.
+    if ended is None:
+        return "open"
+    return "egress" if egress else "clean"
 
 
 def reading(action: Callable[[], T]) -> T:

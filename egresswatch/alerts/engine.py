@@ -1,0 +1,139 @@
+"""The alert engine: a thread that takes committed events from the store's writer, links
+session evidence, evaluates the rules and stores alerts through the writer; stored alerts go
+to the live feed and (when new) to the sinks. Capture never waits for any of this.
+"""
+
+import functools
+import logging
+import os
+import queue
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+
+from sqlalchemy import Connection
+
+from egresswatch.alerts.listeners import scan_listeners
+from egresswatch.alerts.rules import Listener, RuleSet, exposed_api
+from egresswatch.alerts.sinks import Delivery
+from egresswatch.bus import Bus
+from egresswatch.counters import Counters
+from egresswatch.model import Alert, Event
+from egresswatch.sessions.scope import is_egress
+from egresswatch.sessions.tracker import SessionTracker
+from egresswatch.store.alerts import record_alert
+from egresswatch.store.writer import EventWriter
+
+log = logging.getLogger(__name__)
+QUEUE_BATCHES = 10_000
+REFRESH_EVERY = 1.0
+LISTENERS_EVERY = 2.0
+Scanner = Callable[[], Mapping[int, Sequence[Listener]]]
+
+
+class AlertEngine(threading.Thread):
+    """See the module docstring. `offer` is the writer's on_written hook."""
+
+    def __init__(
+        self,
+        writer: EventWriter,
+        *,
+        tracker: SessionTracker,
+        rules: RuleSet,
+        delivery: Delivery,
+        feed: Bus[object],
+        stop: threading.Event,
+        scanner: Scanner = scan_listeners,
+    ) -> None:
+        super().__init__(name="egresswatch-alerts", daemon=True)
+        self.writer, self.tracker, self.rules = writer, tracker, rules
+        self.delivery, self.feed, self.stop = delivery, feed, stop
+        self.scanner = scanner
+        self.counters = Counters()
+        self._queue: queue.Queue[Sequence[tuple[int, Event]]] = queue.Queue(QUEUE_BATCHES)
+        self._listeners: dict[int, Listener] = {}
+        self._known: set[Listener] = set()
+        self._own_pid = os.getpid()  # the monitor's own traffic (sinks) never alerts
+        self._next_refresh = self._next_scan = 0.0
+
+    def offer(self, written: Sequence[tuple[int, Event]]) -> None:
+        try:
+            self._queue.put_nowait(written)
+        except queue.Full:
+            self.counters.add("alerts.dropped.queue_full", len(written))
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                batch = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                batch = ()
+            try:
+                self._housekeeping()
+                self.handle(batch)
+            except Exception:  # the containment point of alerting: log, count, keep going
+                log.exception("alert evaluation failed")
+                self.counters.add("alerts.errors")
+
+    def drain(self, timeout: float) -> None:
+        """Handle what is queued (for up to `timeout` seconds), then stop the thread."""
+        deadline = time.monotonic() + timeout
+        while not self._queue.empty() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.stop.set()
+        if self.is_alive():
+            self.join(max(0.0, deadline - time.monotonic()) + 1.0)
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_refresh:
+            self._next_refresh = now + REFRESH_EVERY
+            self.tracker.refresh()
+            self.tracker.expire()
+        if now >= self._next_scan:
+            self._next_scan = now + LISTENERS_EVERY
+            self.check_listeners()
+
+    def check_listeners(self) -> None:
+        """exposed-api for every new listener of an LLM tool on a non-loopback address."""
+        found = self.scanner()
+        self._listeners = {port: ls[0] for port, ls in found.items() if ls}
+        for listener in (item for ls in found.values() for item in ls):
+            if listener in self._known:
+                continue
+            self._known.add(listener)
+            if self.rules.policy.enabled("exposed-api"):
+                alert = exposed_api(self.rules.policy, listener, time.time())
+                self.raise_all(self.rules.graded([alert]))
+
+    def handle(self, batch: Sequence[tuple[int, Event]]) -> None:
+        evidence: dict[int, list[int]] = defaultdict(list)
+        for event_id, event in batch:
+            process = event.attribution.process
+            if process is not None and process.pid == self._own_pid:
+                continue
+            sessions = self.tracker.covering(event) if is_egress(event) else []
+            for session in sessions:
+                evidence[session.id].append(event_id)
+            self.raise_all(self.rules.evaluate(event, event_id, sessions, self._listeners))
+        for session_id, ids in evidence.items():
+            self.tracker.link(session_id, ids, time.time())
+
+    def raise_all(self, alerts: Sequence[Alert]) -> None:
+        for alert in alerts:
+            self.counters.add(f"alerts.raised.{alert.rule}")
+            job = functools.partial(_record, alert)
+            if not self.writer.post(job, self._stored):
+                self.counters.add("alerts.dropped.store_busy")
+
+    def _stored(self, result: tuple[Alert, bool]) -> None:
+        """On the writer thread after commit: publish; deliver only the first of a kind."""
+        alert, new = result
+        self.feed.publish(alert)
+        if new:
+            self.delivery.send(alert)
+
+
+def _record(alert: Alert, conn: Connection) -> tuple[Alert, bool]:
+    return record_alert(conn, alert)
