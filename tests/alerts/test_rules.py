@@ -71,7 +71,8 @@ def test_egress_during_a_session_is_graded_by_category_with_a_readable_message()
     assert (alert.severity, alert.session, alert.pid, alert.tool) == ("critical", 7, 812, "Ollama")
     assert (alert.host, alert.category, alert.event_id) == ("api.openai.com", "cloud-llm-api", 41)
     assert alert.message == (
-        "ollama (pid 812, /usr/bin/ollama) contacted api.openai.com [cloud-llm-api] during session 7"
+        "ollama (pid 812, /usr/bin/ollama) contacted api.openai.com [cloud-llm-api]"
+        " during session 7"
     )
     update = rules.evaluate(
         hello("registry.ollama.ai", category="update-check"), 42, [session()], {}
