@@ -107,7 +107,7 @@ def test_strict_manual_session_alerts_on_curl_and_ends_with_egress(
     curl(net, "api.openai.com")
 
     def during(alert: dict[str, Any]) -> bool:
-        return alert["rule"] == "egress-during-session" and alert["process"] == "curl"
+        return bool(alert["rule"] == "egress-during-session" and alert["process"] == "curl")
 
     found = mon.alerts(during)
     assert len(found) == 1, found
