@@ -25,6 +25,7 @@ from egresswatch.counters import Counters
 from egresswatch.errors import StoreError
 from egresswatch.fanout import FanOut, classify_event
 from egresswatch.model import Event, Severity
+from egresswatch.pipeline import ObservationDecoder
 from egresswatch.sessions.tracker import SessionTracker
 from egresswatch.store.database import Store
 from egresswatch.store.writer import EventWriter
@@ -164,8 +165,10 @@ def build_service(
         delivery=delivery,
         feed=feed,
         stop=threading.Event(),
+        auto_sessions=settings.sessions.auto,
     )
     writer.on_written(alerts.offer)
-    agent = Agent(capture, attributor, fanout)
+    decoder = ObservationDecoder(emit_flows=True, on_request=alerts.offer_request)
+    agent = Agent(capture, attributor, fanout, decoder=decoder)
     retention = RetentionTimer(store, settings, stop)
     return Service(capture, agent, recorder, retention, store, fanout, alerts, delivery, feed)

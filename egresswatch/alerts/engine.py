@@ -14,12 +14,13 @@ from collections.abc import Callable, Mapping, Sequence
 
 from sqlalchemy import Connection
 
-from egresswatch.alerts.listeners import scan_listeners
+from egresswatch.alerts.listeners import client_of, scan_listeners
 from egresswatch.alerts.rules import Listener, RuleSet, exposed_api
 from egresswatch.alerts.sinks import Delivery
 from egresswatch.bus import Bus
 from egresswatch.counters import Counters
-from egresswatch.model import Alert, Event
+from egresswatch.model import Alert, Event, FlowKey, ProcessRef
+from egresswatch.sessions.requests import HttpRequest, is_inference
 from egresswatch.sessions.scope import is_egress
 from egresswatch.sessions.tracker import SessionTracker
 from egresswatch.store.alerts import record_alert
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 QUEUE_BATCHES = 10_000
 REFRESH_EVERY = 1.0
 LISTENERS_EVERY = 2.0
+RESCAN_AFTER = 0.5  # an unknown port in a request: rescan, at most this often
 Scanner = Callable[[], Mapping[int, Sequence[Listener]]]
 
 
@@ -45,13 +47,17 @@ class AlertEngine(threading.Thread):
         feed: Bus[object],
         stop: threading.Event,
         scanner: Scanner = scan_listeners,
+        auto_sessions: bool = True,
     ) -> None:
         super().__init__(name="egresswatch-alerts", daemon=True)
         self.writer, self.tracker, self.rules = writer, tracker, rules
         self.delivery, self.feed, self.stop = delivery, feed, stop
         self.scanner = scanner
+        self.auto_sessions = auto_sessions
         self.counters = Counters()
-        self._queue: queue.Queue[Sequence[tuple[int, Event]]] = queue.Queue(QUEUE_BATCHES)
+        self._queue: queue.Queue[Sequence[tuple[int, Event]] | HttpRequest] = queue.Queue(
+            QUEUE_BATCHES
+        )
         self._listeners: dict[int, Listener] = {}
         self._known: set[Listener] = set()
         self._own_pid = os.getpid()  # the monitor's own traffic (sinks) never alerts
@@ -63,15 +69,25 @@ class AlertEngine(threading.Thread):
         except queue.Full:
             self.counters.add("alerts.dropped.queue_full", len(written))
 
+    def offer_request(self, ts: float, flow: FlowKey, method: str, path: str) -> None:
+        """The decoder's request hook (decode thread): queue it, never wait."""
+        try:
+            self._queue.put_nowait(HttpRequest(ts, flow, method, path))
+        except queue.Full:
+            self.counters.add("alerts.dropped.queue_full")
+
     def run(self) -> None:
         while not self.stop.is_set():
             try:
-                batch = self._queue.get(timeout=0.2)
+                item = self._queue.get(timeout=0.2)
             except queue.Empty:
-                batch = ()
+                item = ()
             try:
                 self._housekeeping()
-                self.handle(batch)
+                if isinstance(item, HttpRequest):
+                    self.handle_request(item)
+                else:
+                    self.handle(item)
             except Exception:  # the containment point of alerting: log, count, keep going
                 log.exception("alert evaluation failed")
                 self.counters.add("alerts.errors")
@@ -95,6 +111,29 @@ class AlertEngine(threading.Thread):
             self._next_scan = now + LISTENERS_EVERY
             self.check_listeners()
 
+    def handle_request(self, request: HttpRequest) -> None:
+        """An inference request to an LLM tool's listening port opens or extends a session."""
+        if not is_inference(request.method, request.path):
+            self.counters.add("sessions.requests.housekeeping")
+            return
+        self.counters.add("sessions.requests.inference")
+        self.inference_at(request.flow, request.ts)
+
+    def inference_at(self, flow: FlowKey, ts: float) -> None:
+        listener = self._listener(flow.dport)
+        if listener is None or not self.auto_sessions:
+            return
+        serving = ProcessRef(listener.pid, listener.process, listener.exe)
+        self.tracker.inference(listener.tool, serving, client_of(flow), None, ts)
+
+    def _listener(self, port: int) -> Listener | None:
+        found = self._listeners.get(port)
+        if found is None and time.monotonic() >= self._next_scan - LISTENERS_EVERY + RESCAN_AFTER:
+            self._next_scan = time.monotonic() + LISTENERS_EVERY
+            self.check_listeners()
+            found = self._listeners.get(port)
+        return found
+
     def check_listeners(self) -> None:
         """exposed-api for every new listener of an LLM tool on a non-loopback address."""
         found = self.scanner()
@@ -113,6 +152,8 @@ class AlertEngine(threading.Thread):
             process = event.attribution.process
             if process is not None and process.pid == self._own_pid:
                 continue
+            if event.observation.kind == "tls" and event.observation.flow.dport in self._listeners:
+                self.inference_at(event.observation.flow, event.observation.ts)  # TLS: any client
             sessions = self.tracker.covering(event) if is_egress(event) else []
             for session in sessions:
                 evidence[session.id].append(event_id)

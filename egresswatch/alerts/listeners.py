@@ -7,6 +7,7 @@ import psutil
 
 from egresswatch.alerts.rules import Listener
 from egresswatch.classify.tools import recognise_tool
+from egresswatch.model import FlowKey, ProcessRef
 
 Recogniser = Callable[[int], tuple[str, str, str | None] | None]
 
@@ -43,3 +44,26 @@ def _listening() -> Iterator[tuple[str, int, int]]:
     for conn in sockets:
         if conn.status == psutil.CONN_LISTEN and conn.pid and conn.laddr:
             yield conn.laddr.ip, conn.laddr.port, conn.pid
+
+
+def client_of(flow: FlowKey) -> ProcessRef | None:
+    """The local process whose socket is the client end of `flow`, if it is still open."""
+    try:
+        sockets = psutil.net_connections(kind="tcp")
+    except (psutil.AccessDenied, OSError):
+        return None
+    for conn in sockets:
+        if conn.pid and conn.laddr and (conn.laddr.ip, conn.laddr.port) == (flow.src, flow.sport):
+            return _ref(conn.pid)
+    return None
+
+
+def _ref(pid: int) -> ProcessRef | None:
+    try:
+        proc = psutil.Process(pid)
+        exe = None
+        with contextlib.suppress(psutil.AccessDenied, OSError):
+            exe = proc.exe() or None
+        return ProcessRef(pid, proc.name(), exe)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
