@@ -4,6 +4,7 @@ Ollama (a real HTTP server process named ollama), a real webhook receiver on loo
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -154,3 +155,103 @@ def test_exposed_api_and_remote_client(
     finally:
         server.terminate()
         server.communicate(timeout=10)
+
+
+def free_port(preferred: int = 11434) -> int:
+    """11434 (Ollama's port) unless another test holds it; then any free port."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", preferred))
+        except OSError:
+            probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class StandIn:
+    """The stand-in Ollama serving on 127.0.0.1; POSTs make its egress (if any)."""
+
+    def __init__(self, tmp_path: Path, *extra: str) -> None:
+        self.port = free_port()
+        argv = [str(install(tmp_path)), "serve", "--port", str(self.port), *extra]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().startswith("READY")
+
+    def request(self, method: str, path: str) -> None:
+        url = f"http://127.0.0.1:{self.port}{path}"
+        body = ["-d", '{"model": "llama3", "prompt": "hi"}'] if method == "POST" else []
+        subprocess.run(["curl", "-s", "-o", "/dev/null", "-X", method, *body, url], check=True)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.communicate(timeout=10)
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.3)
+    return True
+
+
+def test_automatic_session_from_an_inference_request(net: Lab, tmp_path: Path) -> None:
+    with receiver() as hook:
+        mon = Monitor(tmp_path, hook, idle=3.0)
+        standin = StandIn(tmp_path, "--egress-host", "api.openai.com", "--connect", net.server_ip)
+        try:
+            time.sleep(2.5)  # the listener scan has seen the stand-in
+            standin.request("GET", "/api/tags")
+            time.sleep(1.5)
+            assert json_lines("sessions", "--db", mon.db) == []  # housekeeping opens none
+            # The same egress outside a session (the lab's HTTPS client named ollama): no alert.
+            outside = [str(net.tool_script("ollama")), "https", "api.openai.com"]
+            subprocess.run([*outside, "--connect", net.server_ip], check=True, timeout=30)
+            standin.request("POST", "/api/generate")
+            found = mon.alerts(
+                lambda a: a["rule"] == "egress-during-session" and a["pid"] == standin.proc.pid
+            )
+            assert len(found) == 1, found
+            alert = found[0]
+            (session,) = json_lines("sessions", "--db", mon.db)
+            assert session["trigger"] == "auto" and session["tools"] == ["Ollama"]
+            assert alert["session"] == session["id"] and alert["tool"] == "Ollama"
+            assert alert["host"] == "api.openai.com" and alert["category"] == "cloud-llm-api"
+            assert alert["severity"] == "critical"
+            assert hook.wait(1) and any(
+                b.get("session") == session["id"] for b in hook.json_bodies()
+            )
+            all_session_alerts = [
+                a
+                for a in json_lines("alerts", "--db", mon.db)
+                if a["rule"] == "egress-during-session"
+            ]
+            assert [a["pid"] for a in all_session_alerts] == [standin.proc.pid]
+
+            def ended() -> bool:
+                return all(s["end"] is not None for s in json_lines("sessions", "--db", mon.db))
+
+            assert wait_for(ended)  # idle_seconds = 3
+            (closed,) = json_lines("sessions", "--db", mon.db)
+            assert closed["verdict"] == "egress" and closed["egress"] >= 1
+        finally:
+            standin.close()
+            mon.stop()
+
+
+def test_a_session_with_only_loopback_traffic_ends_clean(tmp_path: Path) -> None:
+    with receiver() as hook:
+        mon = Monitor(tmp_path, hook, idle=2.0)
+        standin = StandIn(tmp_path)
+        try:
+            time.sleep(2.5)
+            standin.request("POST", "/api/chat")
+            assert wait_for(lambda: len(json_lines("sessions", "--db", mon.db)) == 1)
+            assert wait_for(lambda: json_lines("sessions", "--db", mon.db)[0]["end"] is not None)
+            (session,) = json_lines("sessions", "--db", mon.db)
+            assert session["verdict"] == "clean" and session["egress"] == 0
+            assert session["serving"][0]["pid"] == standin.proc.pid
+        finally:
+            standin.close()
+            mon.stop()

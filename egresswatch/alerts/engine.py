@@ -5,6 +5,7 @@ to the live feed and (when new) to the sinks. Capture never waits for any of thi
 
 import functools
 import logging
+import math
 import os
 import queue
 import threading
@@ -14,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from sqlalchemy import Connection
 
+from egresswatch.alerts.held import HeldFindings
 from egresswatch.alerts.listeners import client_of, scan_listeners
 from egresswatch.alerts.rules import Listener, RuleSet, exposed_api
 from egresswatch.alerts.sinks import Delivery
@@ -62,6 +64,7 @@ class AlertEngine(threading.Thread):
         self._known: set[Listener] = set()
         self._own_pid = os.getpid()  # the monitor's own traffic (sinks) never alerts
         self._next_refresh = self._next_scan = 0.0
+        self.held = HeldFindings()
 
     def offer(self, written: Sequence[tuple[int, Event]]) -> None:
         try:
@@ -91,6 +94,7 @@ class AlertEngine(threading.Thread):
             except Exception:  # the containment point of alerting: log, count, keep going
                 log.exception("alert evaluation failed")
                 self.counters.add("alerts.errors")
+        self.raise_all(self.held.due(math.inf))
 
     def drain(self, timeout: float) -> None:
         """Handle what is queued (for up to `timeout` seconds), then stop the thread."""
@@ -103,6 +107,7 @@ class AlertEngine(threading.Thread):
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
+        self.raise_all(self.held.due(now))
         if now >= self._next_refresh:
             self._next_refresh = now + REFRESH_EVERY
             self.tracker.refresh()
@@ -157,9 +162,19 @@ class AlertEngine(threading.Thread):
             sessions = self.tracker.covering(event) if is_egress(event) else []
             for session in sessions:
                 evidence[session.id].append(event_id)
-            self.raise_all(self.rules.evaluate(event, event_id, sessions, self._listeners))
+            self.settle(event, self.rules.evaluate(event, event_id, sessions, self._listeners))
         for session_id, ids in evidence.items():
             self.tracker.link(session_id, ids, time.time())
+
+    def settle(self, event: Event, found: Sequence[Alert]) -> None:
+        """Raise `found` now, or hold it while the connection may still say its name."""
+        obs = event.observation
+        if obs.flow.transport == "tcp" and obs.kind == "flow" and event.host is None:
+            self.raise_all(self.held.hold(obs.flow, found, time.monotonic()))
+            return
+        if obs.kind == "tls":
+            self.held.named(obs.flow)
+        self.raise_all(found)
 
     def raise_all(self, alerts: Sequence[Alert]) -> None:
         for alert in alerts:

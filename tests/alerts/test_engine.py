@@ -151,3 +151,19 @@ def test_an_automatic_session_closes_after_the_idle_timeout(tmp_path: Path) -> N
     assert closed is not None and closed.verdict == "clean" and closed.model == "llama3"
     assert closed.end == pytest.approx(opened.start + 60)
     store.close()
+
+
+def test_findings_of_an_unnamed_connection_wait_for_its_hello() -> None:
+    from egresswatch.alerts.held import HeldFindings
+    from egresswatch.model import FlowKey
+
+    held = HeldFindings(hold_seconds=2.0, limit=2)
+    first, second, third = (FlowKey("tcp", "10.0.0.2", p, "192.0.2.1", 443) for p in (1, 2, 3))
+    finding = Alert("egress-during-session", "critical", 1.0, "m", host="192.0.2.1")
+    assert held.hold(first, [finding], now=0.0) == []
+    assert held.hold(second, [finding], now=0.5) == []
+    held.named(first)  # its ClientHello came: the hello's own findings stand for it
+    assert held.due(now=2.0) == []
+    assert held.due(now=2.5) == [finding]
+    assert held.hold(first, [finding], 3.0) == [] and held.hold(second, [finding], 3.0) == []
+    assert held.hold(third, [finding], 3.0) == [finding]  # over the bound: the oldest goes now
