@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from egresswatch.alerts.engine import AlertEngine
+from egresswatch.alerts.held import HeldFindings
 from egresswatch.alerts.policy import load_policy
 from egresswatch.alerts.rules import Listener, RuleSet
 from egresswatch.alerts.sinks import Delivery
 from egresswatch.alerts.webhook import WebhookSink
 from egresswatch.bus import Bus
-from egresswatch.model import Alert, ProcessRef
+from egresswatch.model import Alert, FlowKey, ProcessRef
 from egresswatch.sessions.tracker import SessionTracker
 from egresswatch.store import Store, open_store
 from egresswatch.store.alerts import AlertFilter, list_alerts
@@ -154,9 +155,6 @@ def test_an_automatic_session_closes_after_the_idle_timeout(tmp_path: Path) -> N
 
 
 def test_findings_of_an_unnamed_connection_wait_for_its_hello() -> None:
-    from egresswatch.alerts.held import HeldFindings
-    from egresswatch.model import FlowKey
-
     held = HeldFindings(hold_seconds=2.0, limit=2)
     first, second, third = (FlowKey("tcp", "10.0.0.2", p, "192.0.2.1", 443) for p in (1, 2, 3))
     finding = Alert("egress-during-session", "critical", 1.0, "m", host="192.0.2.1")
