@@ -16,6 +16,7 @@ from egresswatch.alerts.journal import JournalSink
 from egresswatch.alerts.policy import Policy
 from egresswatch.alerts.rules import RuleSet
 from egresswatch.alerts.sinks import AlertSink, Delivery
+from egresswatch.alerts.transfers import TcpCloseWatch
 from egresswatch.alerts.webhook import WebhookSink
 from egresswatch.bus import Bus
 from egresswatch.capture.live import LiveCapture
@@ -90,11 +91,16 @@ class Service:
     alerts: AlertEngine
     delivery: Delivery
     feed: Bus[object]
+    transfers: TcpCloseWatch
 
     def run(self, stop: threading.Event) -> None:
         self.retention.start()
         self.delivery.start()
         self.alerts.start()
+        if self.transfers.open():
+            self.transfers.start()
+        else:  # untrusted-model-source needs it; everything else works without
+            log.warning("%s", self.transfers.error)
         try:
             self.agent.run(stop)
         finally:
@@ -166,9 +172,13 @@ def build_service(
         feed=feed,
         stop=threading.Event(),
         auto_sessions=settings.sessions.auto,
+        large_download_mb=settings.alerts.large_download_mb,
     )
     writer.on_written(alerts.offer)
+    transfers = TcpCloseWatch(alerts.offer_closed, alerts.stop)
     decoder = ObservationDecoder(emit_flows=True, on_request=alerts.offer_request)
     agent = Agent(capture, attributor, fanout, decoder=decoder)
     retention = RetentionTimer(store, settings, stop)
-    return Service(capture, agent, recorder, retention, store, fanout, alerts, delivery, feed)
+    return Service(
+        capture, agent, recorder, retention, store, fanout, alerts, delivery, feed, transfers
+    )

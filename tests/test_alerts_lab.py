@@ -255,3 +255,45 @@ def test_a_session_with_only_loopback_traffic_ends_clean(tmp_path: Path) -> None
         finally:
             standin.close()
             mon.stop()
+
+
+BIG_FILE_SERVER = """
+import http.server, sys
+size = int(sys.argv[1])
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", str(size)); self.end_headers()
+        chunk = bytes(1 << 20); left = size
+        while left > 0:
+            self.wfile.write(chunk[: min(left, len(chunk))]); left -= len(chunk)
+    def log_message(self, *a): pass
+srv = http.server.HTTPServer(("0.0.0.0", 8080), H); print("READY", flush=True); srv.serve_forever()
+"""
+
+
+def test_untrusted_model_source_for_a_60_mb_download(net: Lab, tmp_path: Path) -> None:
+    files = subprocess.Popen(
+        ["ip", "netns", "exec", net.internet_ns, sys.executable, "-c", BIG_FILE_SERVER, "60000000"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert files.stdout is not None and files.stdout.readline().startswith("READY")
+    url = f"http://{net.server_ip}:8080/model.gguf"
+    with receiver() as hook:
+        mon = Monitor(tmp_path, hook)
+        standin = StandIn(tmp_path, "--download", url)
+        try:
+            time.sleep(2.5)
+            standin.request("POST", "/api/pull")  # not an inference route: no session
+            found = mon.alerts(lambda a: a["rule"] == "untrusted-model-source")
+            assert len(found) == 1, found
+            alert = found[0]
+            assert alert["pid"] == standin.proc.pid and alert["tool"] == "Ollama"
+            assert alert["host"] == net.server_ip and alert["severity"] == "high"
+            assert "received 60.0 MB" in alert["message"]
+            assert json_lines("sessions", "--db", mon.db) == []
+        finally:
+            standin.close()
+            mon.stop()
+            files.terminate()
+            files.communicate(timeout=10)

@@ -10,14 +10,15 @@ import os
 import queue
 import threading
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
 from egresswatch.alerts.held import HeldFindings
 from egresswatch.alerts.listeners import client_of, scan_listeners
-from egresswatch.alerts.rules import Listener, RuleSet, exposed_api
+from egresswatch.alerts.rules import Listener, RuleSet, exposed_api, untrusted_model_source
 from egresswatch.alerts.sinks import Delivery
 from egresswatch.bus import Bus
 from egresswatch.counters import Counters
@@ -33,6 +34,19 @@ QUEUE_BATCHES = 10_000
 REFRESH_EVERY = 1.0
 LISTENERS_EVERY = 2.0
 RESCAN_AFTER = 0.5  # an unknown port in a request: rescan, at most this often
+TOOL_FLOWS = 50_000  # LLM tools' TCP connections remembered for their byte counts
+# A short download can close before its SYN's event is committed: the close waits this long.
+CLOSE_WAIT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class TcpClosed:
+    """A TCP socket the kernel destroyed, with what it received (alerts/transfers.py)."""
+
+    flow: FlowKey
+    received: int
+
+
 Scanner = Callable[[], Mapping[int, Sequence[Listener]]]
 
 
@@ -50,15 +64,19 @@ class AlertEngine(threading.Thread):
         stop: threading.Event,
         scanner: Scanner = scan_listeners,
         auto_sessions: bool = True,
+        large_download_mb: float = 50.0,
     ) -> None:
         super().__init__(name="egresswatch-alerts", daemon=True)
         self.writer, self.tracker, self.rules = writer, tracker, rules
         self.delivery, self.feed, self.stop = delivery, feed, stop
         self.scanner = scanner
         self.auto_sessions = auto_sessions
+        self.large_download_mb = large_download_mb
+        self._tool_flows: OrderedDict[FlowKey, tuple[int, Event]] = OrderedDict()
+        self._early_closes: OrderedDict[FlowKey, tuple[float, int]] = OrderedDict()
         self.counters = Counters()
-        self._queue: queue.Queue[Sequence[tuple[int, Event]] | HttpRequest] = queue.Queue(
-            QUEUE_BATCHES
+        self._queue: queue.Queue[Sequence[tuple[int, Event]] | HttpRequest | TcpClosed] = (
+            queue.Queue(QUEUE_BATCHES)
         )
         self._listeners: dict[int, Listener] = {}
         self._known: set[Listener] = set()
@@ -79,6 +97,15 @@ class AlertEngine(threading.Thread):
         except queue.Full:
             self.counters.add("alerts.dropped.queue_full")
 
+    def offer_closed(self, flow: FlowKey, received: int) -> None:
+        """The TCP close watch's hook: only connections that received data are queued."""
+        if received <= self.large_download_mb * 1e6:
+            return
+        try:
+            self._queue.put_nowait(TcpClosed(flow, received))
+        except queue.Full:
+            self.counters.add("alerts.dropped.queue_full")
+
     def run(self) -> None:
         while not self.stop.is_set():
             try:
@@ -89,6 +116,8 @@ class AlertEngine(threading.Thread):
                 self._housekeeping()
                 if isinstance(item, HttpRequest):
                     self.handle_request(item)
+                elif isinstance(item, TcpClosed):
+                    self.handle_closed(item)
                 else:
                     self.handle(item)
             except Exception:  # the containment point of alerting: log, count, keep going
@@ -108,6 +137,7 @@ class AlertEngine(threading.Thread):
     def _housekeeping(self) -> None:
         now = time.monotonic()
         self.raise_all(self.held.due(now))
+        self._expire_early_closes(now)
         if now >= self._next_refresh:
             self._next_refresh = now + REFRESH_EVERY
             self.tracker.refresh()
@@ -130,6 +160,41 @@ class AlertEngine(threading.Thread):
             return
         serving = ProcessRef(listener.pid, listener.process, listener.exe)
         self.tracker.inference(listener.tool, serving, client_of(flow), None, ts)
+
+    def handle_closed(self, closed: TcpClosed) -> None:
+        """untrusted-model-source for a big download by an LLM tool's known connection."""
+        known = self._tool_flows.pop(closed.flow, None)
+        if known is None:
+            self._early_closes[closed.flow] = (time.monotonic() + CLOSE_WAIT, closed.received)
+            while len(self._early_closes) > TOOL_FLOWS:
+                self._early_closes.popitem(last=False)
+            return
+        self._downloaded(*known, closed.received)
+
+    def _downloaded(self, event_id: int, event: Event, received: int) -> None:
+        if not self.rules.policy.enabled("untrusted-model-source"):
+            return
+        found = untrusted_model_source(
+            self.rules.policy, event, event_id, received, self.large_download_mb
+        )
+        self.raise_all(self.rules.graded([found]))
+
+    def _expire_early_closes(self, now: float) -> None:
+        while self._early_closes and next(iter(self._early_closes.values()))[0] < now:
+            self._early_closes.popitem(last=False)
+
+    def _remember_tool_flow(self, event_id: int, event: Event) -> None:
+        obs = event.observation
+        if event.tool is None or obs.flow.transport != "tcp" or obs.kind == "dns":
+            return
+        early = self._early_closes.pop(obs.flow, None)
+        if early is not None:
+            self._downloaded(event_id, event, early[1])
+            return
+        self._tool_flows[obs.flow] = (event_id, event)  # the hello (named) replaces the SYN
+        self._tool_flows.move_to_end(obs.flow)
+        while len(self._tool_flows) > TOOL_FLOWS:
+            self._tool_flows.popitem(last=False)
 
     def _listener(self, port: int) -> Listener | None:
         found = self._listeners.get(port)
@@ -159,6 +224,7 @@ class AlertEngine(threading.Thread):
                 continue
             if event.observation.kind == "tls" and event.observation.flow.dport in self._listeners:
                 self.inference_at(event.observation.flow, event.observation.ts)  # TLS: any client
+            self._remember_tool_flow(event_id, event)
             sessions = self.tracker.covering(event) if is_egress(event) else []
             for session in sessions:
                 evidence[session.id].append(event_id)

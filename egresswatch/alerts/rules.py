@@ -152,6 +152,28 @@ def exposed_api(policy: Policy, listener: Listener, now: float) -> Alert | None:
     )
 
 
+MODEL_SOURCES = frozenset({"model-registry", "model-cdn"})
+
+
+def untrusted_model_source(
+    policy: Policy, event: Event, event_id: int, received: int, limit_mb: float
+) -> Alert | None:
+    """An LLM tool's connection received more than `limit_mb` MB from outside model sources."""
+    if event.tool is None or event.category in MODEL_SOURCES or received <= limit_mb * 1e6:
+        return None
+    message = (
+        f"{who(event.attribution.process)} received {received / 1e6:.1f} MB from "
+        f"{_target(event)}, which is not a model registry or CDN"
+    )
+    return _alert(
+        "untrusted-model-source",
+        event,
+        event_id,
+        message,
+        severity=policy.severity("untrusted-model-source"),
+    )
+
+
 @functools.cache
 def _suffixes() -> PublicSuffixList:
     return PublicSuffixList()
