@@ -8,6 +8,7 @@ from egresswatch.cli import (
     alerts_cmd,
     classify_cmd,
     replay_cmd,
+    report_cmd,
     run_cmd,
     session_cmd,
     store_cmd,
@@ -47,7 +48,7 @@ def _root(
 
 for _module in (run_cmd, agent_cmd, replay_cmd, classify_cmd, store_cmd):
     _module.register(app)
-for _module in (session_cmd, alerts_cmd):
+for _module in (session_cmd, alerts_cmd, report_cmd):
     _module.register(app)
 
 
