@@ -12,6 +12,7 @@ from egresswatch.cli import (
     run_cmd,
     session_cmd,
     store_cmd,
+    tools_cmd,
 )
 
 app = typer.Typer(
@@ -48,7 +49,7 @@ def _root(
 
 for _module in (run_cmd, agent_cmd, replay_cmd, classify_cmd, store_cmd):
     _module.register(app)
-for _module in (session_cmd, alerts_cmd, report_cmd):
+for _module in (session_cmd, alerts_cmd, report_cmd, tools_cmd):
     _module.register(app)
 
 

@@ -28,6 +28,7 @@ from egresswatch.store.sessions import (
     open_session,
     writing,
 )
+from egresswatch.store.toolcards import tool_cards
 from tests.store.factory import process, tls_hello
 
 HOSTILE = "<script>alert(1)</script>\x1b[2J\u202e*evil*.example"
@@ -172,3 +173,20 @@ def test_report_and_verify_commands(session_store: tuple[Store, int], tmp_path: 
         and "no session 999" in missing.stderr
         and "Traceback" not in missing.stderr
     )
+
+
+def test_tool_cards(session_store: tuple[Store, int]) -> None:
+    store, _sid = session_store
+    (card,) = tool_cards(store.engine)
+    assert card["tool"] == "Ollama" and card["alerts"] == 1
+    assert card["sessions"] == 0  # the manual session named no tools
+    assert card["executables"] == [{"path": "/usr/bin/ollama", "sha256": "0f" * 32}]
+    assert card["destinations"]["ever"]["cloud-llm-api"] == ["api.openai.com"]
+    result = subprocess.run(
+        [sys.executable, "-m", "egresswatch", "tools", "--db", str(store.url)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0 and result.stdout.startswith("Ollama:")
+    assert "\x1b" not in result.stdout and "\u202e" not in result.stdout
