@@ -9,7 +9,9 @@ from typing import Any
 
 from egresswatch.output import printable
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
+# Inline markup (emphasis, code, links, HTML, tables); "-", "." and "+" only matter at a line
+# start, which escaped text never is.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|<>~#])")
 Escape = Callable[[Any], str]
 
 
