@@ -15,12 +15,16 @@ except ImportError:  # pragma: no cover - depends on the installed typer
 
 from egresswatch.cli import (
     agent_cmd,
+    alerts_cmd,
     classify_cmd,
     demo_cmd,
     events_cmd,
     replay_cmd,
+    report_cmd,
     run_cmd,
+    session_cmd,
     store_cmd,
+    tools_cmd,
 )
 from egresswatch.cli.version import version_line
 
@@ -62,6 +66,7 @@ def _root(
 
 for _module in (
     run_cmd, agent_cmd, replay_cmd, classify_cmd, events_cmd, store_cmd, demo_cmd,
+    session_cmd, alerts_cmd, report_cmd, tools_cmd,
 ):  # fmt: skip
     _module.register(app)
 

@@ -13,6 +13,7 @@ from egresswatch.errors import CaptureError, ConfigError, StoreError
 from egresswatch.output import for_rich
 
 if TYPE_CHECKING:
+    from egresswatch.alerts.policy import Policy
     from egresswatch.classify.catalog import Catalog
     from egresswatch.cli.run_status import Tally
     from egresswatch.config import Settings
@@ -47,9 +48,11 @@ def run(
     from egresswatch.daemon import build_service
 
     stderr = Console(stderr=True)
-    settings, store, catalog = _prepare(db, interface, config, stderr)
+    settings, store, catalog, policy = _prepare(db, interface, config, stderr)
     stop = threading.Event()
-    service = build_service(settings, store, catalog, build_attributor(stderr), stop)
+    service = build_service(
+        settings, store, catalog, build_attributor(stderr), stop, policy=policy
+    )
     tally = Tally(service.agent.sink)
     service.agent.sink = tally
     try:
@@ -70,8 +73,10 @@ def run(
 
 def _prepare(
     db: str | None, interface: list[str] | None, config: Path | None, stderr: Console
-) -> "tuple[Settings, Store, Catalog]":
-    """Settings with the flags applied, the open store and the catalog; exit 2 on bad input."""
+) -> "tuple[Settings, Store, Catalog, Policy]":
+    """Settings with the flags applied, the open store, the catalog and the alert policy;
+    exit 2 on bad input."""
+    from egresswatch.alerts.policy import load_policy
     from egresswatch.classify.catalog import load_catalog
     from egresswatch.config import load_settings
     from egresswatch.store.database import open_store
@@ -85,13 +90,14 @@ def _prepare(
             capture = settings.capture.model_copy(update={"interfaces": interface})
             settings = settings.model_copy(update={"capture": capture})
         catalog = load_catalog(settings.catalog.extra)
+        policy = load_policy(settings.alerts.policy)
     except ConfigError as err:
         _fail(stderr, str(err))
     try:
         store = open_store(settings.store.url)
     except StoreError as err:
         _fail(stderr, store_advice(str(err)))
-    return settings, store, catalog
+    return settings, store, catalog, policy
 
 
 def store_advice(message: str) -> str:
