@@ -24,6 +24,7 @@ import pytest
 from egresswatch.capture.live import LINKTYPE_RAW, Frame, LiveCapture
 from egresswatch.classify.catalog import load_catalog
 from egresswatch.daemon import Recorder as StoreRecorder
+from egresswatch.fanout import FanOut
 from egresswatch.model import Attribution, FlowKey, Observation, ProcessInfo
 from egresswatch.store import open_store
 from egresswatch.store.queries import EventFilter
@@ -608,7 +609,7 @@ def test_loop_shares_lookups_drops_bridge_copies_and_contains_errors() -> None:
 def test_lookups_are_stored_with_their_host_and_found_by_category(tmp_path: Path) -> None:
     store = open_store(str(tmp_path / "events.db"))
     try:
-        sink = StoreRecorder(load_catalog(), store.writer())
+        sink = FanOut(load_catalog(), (StoreRecorder(store.writer()),))
         loop = Agent(FrameList([]), CountingAttributor(), sink)
         for frame in dns_frames("huggingface.co"):
             loop.handle(frame)

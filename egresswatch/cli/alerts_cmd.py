@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from egresswatch.cli.filters import parse_when
 from egresswatch.cli.session_cmd import JsonOption, SinceOption, fail, opened_store
-from egresswatch.cli.store_cmd import DbOption, parse_when
+from egresswatch.cli.store_cmd import DbOption
 from egresswatch.model import SEVERITIES
 from egresswatch.output import printable, to_json_line
 

@@ -52,6 +52,7 @@ def _record(url: str) -> int:
     from egresswatch.daemon import Recorder
     from egresswatch.demo import ScriptedProcesses, session_frames
     from egresswatch.errors import StoreError
+    from egresswatch.fanout import FanOut
     from egresswatch.store import open_store
 
     try:
@@ -59,7 +60,7 @@ def _record(url: str) -> int:
     except StoreError as exc:
         fail(str(exc))
     owners = ScriptedProcesses()
-    recorder = Recorder(load_catalog(None), store.writer())
+    recorder = FanOut(load_catalog(None), (Recorder(store.writer()),))
     agent = Agent(_NoFrames(), owners, recorder)
     count = 0
     try:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from egresswatch.cli.store_cmd import DbOption, parse_when
+from egresswatch.cli.filters import parse_when
+from egresswatch.cli.store_cmd import DbOption
 from egresswatch.errors import StoreError
 from egresswatch.output import printable, to_json_line
 
