@@ -7,6 +7,7 @@ its ancestry and tool are added when an event needs them (`ProcessFacts.complete
 
 import contextlib
 import dataclasses
+import errno
 import os
 import socket
 import struct
@@ -120,14 +121,21 @@ class ExecWatcher:
             except OSError as err:
                 if self._closed:
                     return
-                # ENOBUFS: events were lost while we were busy; count it and go on
                 self.counters.add(f"exec.errors.{err.errno}")
-                continue
-            for what, pid, parent, stamp in process_events(datagram):
-                if what == PROC_EVENT_EXEC:
-                    self._remember(pid)
-                else:
-                    self._inherit(pid, parent, time.time() - time.monotonic() + stamp / 1e9)
+                if err.errno == errno.ENOBUFS:
+                    continue  # events were lost while we were busy: go on with the next
+                return  # anything else will not get better; lookups go on without the cache
+            try:
+                self._handle(datagram)
+            except Exception as err:  # the thread's containment point: count, keep reading
+                self.counters.add(f"exec.errors.{type(err).__name__}")
+
+    def _handle(self, datagram: bytes) -> None:
+        for what, pid, parent, stamp in process_events(datagram):
+            if what == PROC_EVENT_EXEC:
+                self._remember(pid)
+            else:
+                self._inherit(pid, parent, time.time() - time.monotonic() + stamp / 1e9)
 
     def _remember(self, pid: int) -> None:
         try:

@@ -135,7 +135,10 @@ class KernelOwners:
 
     def _poll(self) -> None:
         while not self._stop.wait(POLL_INTERVAL):
-            self.drain()
+            try:
+                self.drain()
+            except Exception as err:  # the thread's containment point: count, keep polling
+                self.counters.add(f"bpf.errors.{type(err).__name__}")
 
     def drain(self) -> int:
         """Reads every record the kernel has committed; how many."""
