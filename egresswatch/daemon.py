@@ -15,6 +15,7 @@ from egresswatch.classify.catalog import Catalog
 from egresswatch.config import Settings
 from egresswatch.counters import Counters
 from egresswatch.errors import StoreError
+from egresswatch.heartbeat import Heartbeat
 from egresswatch.model import Event
 from egresswatch.store.database import Store
 from egresswatch.store.writer import EventWriter
@@ -84,9 +85,12 @@ class Service:
     recorder: Recorder
     retention: RetentionTimer
     store: Store
+    heartbeat: Heartbeat | None = None
 
     def run(self, stop: threading.Event) -> None:
         self.retention.start()
+        if self.heartbeat is not None:
+            self.heartbeat.start()
         try:
             self.agent.run(stop)
         finally:
@@ -119,4 +123,6 @@ def build_service(
     capture = LiveCapture(settings.capture.interfaces, queue_size=settings.capture.queue_size)
     recorder = Recorder(catalog, store.writer())
     agent = Agent(capture, attributor, recorder)
-    return Service(capture, agent, recorder, RetentionTimer(store, settings, stop), store)
+    service = Service(capture, agent, recorder, RetentionTimer(store, settings, stop), store)
+    service.heartbeat = Heartbeat(store, service.counters, capture.queue.qsize, stop)
+    return service
