@@ -3,7 +3,7 @@
 import typer
 
 from egresswatch import __version__
-from egresswatch.cli import agent_cmd, classify_cmd, replay_cmd, run_cmd, store_cmd
+from egresswatch.cli import agent_cmd, classify_cmd, replay_cmd, run_cmd, store_cmd, web_cmd
 
 app = typer.Typer(
     name="egresswatch",
@@ -37,7 +37,7 @@ def _root(
     """Passive network-egress monitor for Linux."""
 
 
-for _module in (run_cmd, agent_cmd, replay_cmd, classify_cmd, store_cmd):
+for _module in (run_cmd, agent_cmd, replay_cmd, classify_cmd, store_cmd, web_cmd):
     _module.register(app)
 
 
