@@ -7,7 +7,7 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Engine, and_, func, or_, select
 from sqlalchemy.orm import Session
@@ -44,7 +44,7 @@ class DestinationSummary:
 @dataclass(frozen=True, slots=True)
 class DestinationPage:
     destinations: list[DestinationSummary]
-    next: tuple[float, int] | None  # (last_seen, id) of the last row when there is more
+    next: tuple[float, int] | None  # (order key, id) of the last row when there is more
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +70,9 @@ class ToolSummary:
 
 @dataclass(frozen=True, slots=True)
 class DestinationFilter:
+    """Which destinations, and their order: "recent" (last contacted) or "count" (busiest)."""
+
+    order: Literal["recent", "count"] = "recent"
     category: str | None = None
     tool: str | None = None
     host: str | None = None
@@ -87,15 +90,21 @@ def page_destinations(
         select(Destination, Hostname.name)
         .join(Hostname, Hostname.id == Destination.hostname_id)
         .where(*_destination_conditions(flt, after))
-        .order_by(Destination.last_seen.desc(), Destination.id.desc())
+        .order_by(_order_key(flt).desc(), Destination.id.desc())
         .limit(limit + 1)
     )
     with Session(engine) as conn:
         rows = list(conn.execute(query))
         uses = _tool_uses(conn, [row.Destination.id for row in rows[:limit]])
     found = [_destination(row.Destination, row.name, uses) for row in rows[:limit]]
-    more = len(rows) > limit
-    return DestinationPage(found, (found[-1].last_seen, found[-1].id) if more else None)
+    if len(rows) <= limit:
+        return DestinationPage(found, None)
+    last = found[-1]
+    return DestinationPage(found, (last.count if flt.order == "count" else last.last_seen, last.id))
+
+
+def _order_key(flt: DestinationFilter) -> Any:
+    return Destination.count if flt.order == "count" else Destination.last_seen
 
 
 def destination_by_host(engine: Engine, host: str) -> DestinationSummary | None:
@@ -126,13 +135,9 @@ def _destination_conditions(
         host = flt.host.rstrip(".").lower()
         conds.append(or_(Hostname.name == host, Hostname.name.like(_like_suffix(host), "\\")))
     if after is not None:
-        seen, last_id = after
-        conds.append(
-            or_(
-                Destination.last_seen < seen,
-                and_(Destination.last_seen == seen, Destination.id < last_id),
-            )
-        )
+        key, last_id = after
+        column = _order_key(flt)
+        conds.append(or_(column < key, and_(column == key, Destination.id < last_id)))
     return conds
 
 

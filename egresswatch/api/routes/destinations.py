@@ -1,6 +1,6 @@
 """GET /api/destinations: every host contacted, with its category, tools, first and last seen."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,6 +16,9 @@ router = APIRouter(tags=["destinations"])
 class DestinationParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    order: Literal["recent", "count"] = Field(
+        default="recent", description="recent: last contacted first; count: busiest first"
+    )
     category: str | None = Field(default=None, max_length=64)
     tool: str | None = Field(default=None, max_length=256)
     host: str | None = Field(default=None, max_length=300, description="host or a name under it")
@@ -29,10 +32,12 @@ class DestinationParams(BaseModel):
 def list_destinations(
     web: Components, params: Annotated[DestinationParams, Query()]
 ) -> DestinationPageOut:
-    """Destinations, most recently contacted first; follow `next` for more."""
+    """Destinations, most recently contacted (or busiest) first; follow `next` for more."""
     page = page_destinations(
         web.store.engine,
-        DestinationFilter(category=params.category, tool=params.tool, host=params.host),
+        DestinationFilter(
+            order=params.order, category=params.category, tool=params.tool, host=params.host
+        ),
         params.limit,
         cursor(params.cursor),
     )
