@@ -1,4 +1,4 @@
-"""Stores for the API tests: the corpus replayed by the real CLI, and a sample with hostile names."""
+"""Stores for the API tests: the corpus replayed by the real CLI; a sample with hostile names."""
 
 import time
 from collections.abc import Iterator

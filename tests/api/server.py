@@ -53,7 +53,7 @@ def write_events(db: Path | str, events: Sequence[Event]) -> None:
 
 
 HOSTILE_NAMES = (
-    '<img src=x onerror="document.title=\'pwned\'">.evil.example',
+    "<img src=x onerror=\"document.title='pwned'\">.evil.example",
     '"onmouseover="alert(1)".evil.example',
     "\u202egnp.evil.example",
     ("a" * 63 + ".") * 3 + "b" * 63,  # 255 bytes
@@ -68,8 +68,12 @@ def sample_events(now: float) -> list[Event]:
     events = [
         tls_hello(now - 3000, "huggingface.co", ollama, category="model-registry"),
         dns_response(now - 2400, "registry.ollama.ai", ollama),
-        tls_hello(now - 1800, "api.openai.com", process(777, "llama.cpp", name="llama-server"),
-                  category="cloud-llm-api"),
+        tls_hello(
+            now - 1800,
+            "api.openai.com",
+            process(777, "llama.cpp", name="llama-server"),
+            category="cloud-llm-api",
+        ),
     ]
     for i, name in enumerate(HOSTILE_NAMES):
         events.append(tls_hello(now - 1200 + i, name, hostile_proc, category="unknown"))

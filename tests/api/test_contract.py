@@ -49,9 +49,8 @@ def reachable(name: str) -> set[str]:
 def modules(package: str) -> list[str]:
     root = PACKAGE / package
     return [
-        "egresswatch." + ".".join(p.relative_to(PACKAGE).with_suffix("").parts).removesuffix(
-            ".__init__"
-        )
+        "egresswatch."
+        + ".".join(p.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__")
         for p in sorted(root.rglob("*.py"))
     ]
 

@@ -14,7 +14,9 @@ from tests.api.server import WebServer, egresswatch, web_server
 
 def test_foreign_host_header_is_refused(sample_web: WebServer) -> None:
     with sample_web.client() as client:
-        rebinding = client.get("/api/health", headers={"Host": f"attacker.example:{sample_web.port}"})
+        rebinding = client.get(
+            "/api/health", headers={"Host": f"attacker.example:{sample_web.port}"}
+        )
         ok = client.get("/api/health", headers={"Host": f"localhost:{sample_web.port}"})
     assert rebinding.status_code == 421 and rebinding.json()["error"] == "host_not_allowed"
     assert ok.status_code == 200
@@ -67,7 +69,10 @@ def test_a_non_loopback_bind_needs_the_token(sample_db: Path, tmp_path: Path) ->
             later = browser.get("/api/events")
     assert anonymous.status_code == wrong.status_code == 401
     assert bearer.status_code == 200
-    assert "HttpOnly" in first.headers["set-cookie"] and "SameSite=Strict" in first.headers["set-cookie"]
+    assert (
+        "HttpOnly" in first.headers["set-cookie"]
+        and "SameSite=Strict" in first.headers["set-cookie"]
+    )
     assert later.status_code == 200
     assert stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
 

@@ -70,8 +70,12 @@ def test_health_and_metrics_read_the_agents_heartbeat(live: tuple[Store, WebServ
         before = client.get("/api/health").json()
         assert before["status"] == "no-agent" and before["agent"] is None
         counters = Counters()
-        for name, n in (("capture.dropped.queue_full", 3), ("agent.emitted.tls", 5),
-                        ("agent.attribution.no-socket", 2), ("store.error.disk_full", 1)):
+        for name, n in (
+            ("capture.dropped.queue_full", 3),
+            ("agent.emitted.tls", 5),
+            ("agent.attribution.no-socket", 2),
+            ("store.error.disk_full", 1),
+        ):
             counters.add(name, n)  # fmt: skip
         writer = store.writer()
         assert writer.submit(tls_hello(time.time() - 5, "beat.example.org", process()))

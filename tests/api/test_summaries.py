@@ -1,8 +1,5 @@
 """/api/timeline, /api/destinations, /api/tools and the process drill-down on real stores."""
 
-import time
-from pathlib import Path
-
 import pytest
 
 from tests.api.server import HOSTILE_NAMES, WebServer
@@ -11,8 +8,10 @@ from tests.api.server import HOSTILE_NAMES, WebServer
 def test_timeline_counts_add_up_to_the_events_in_the_window(sample_web: WebServer) -> None:
     with sample_web.client() as client:
         line = client.get("/api/timeline", params={"since": "2h", "group": "tool"}).json()
-        events = client.get("/api/events", params={"since": str(line["since"]),
-                                                   "until": str(line["until"]), "limit": 1000})
+        events = client.get(
+            "/api/events",
+            params={"since": str(line["since"]), "until": str(line["until"]), "limit": 1000},
+        )
     assert line["bucket"] == "minute" and line["width"] == 60
     assert sum(p["count"] for p in line["points"]) == len(events.json()["events"]) > 0
     by_group: dict[str | None, int] = {}
@@ -30,7 +29,9 @@ def test_timeline_groups(sample_web: WebServer, group: str) -> None:
     assert line["group"] == group and line["bucket"] == "hour"
     assert sum(p["count"] for p in line["points"]) == 3 + len(HOSTILE_NAMES)
     if group == "host":
-        assert len(line["groups"]) == 3 + len(set(HOSTILE_NAMES)) and "(other)" not in line["groups"]
+        assert (
+            len(line["groups"]) == 3 + len(set(HOSTILE_NAMES)) and "(other)" not in line["groups"]
+        )
 
 
 def test_timeline_refuses_a_backwards_or_oversized_range(sample_web: WebServer) -> None:
