@@ -2,13 +2,16 @@
 
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from egresswatch.errors import CaptureError, ConfigError, StoreError
 from egresswatch.output import for_rich
+
+if TYPE_CHECKING:
+    from egresswatch.webproc import WebProcess
 
 
 def run(
@@ -23,6 +26,10 @@ def run(
     config: Annotated[
         Path | None, typer.Option("--config", help="Settings file (TOML).", dir_okay=False)
     ] = None,
+    no_web: Annotated[
+        bool, typer.Option("--no-web", help="Do not start the dashboard (egresswatch web).")
+    ] = False,
+    web_port: Annotated[int, typer.Option("--web-port", min=1, max=65535)] = 8765,
 ) -> None:
     """Run the monitor: capture live, name the process and destination of every flow, store it.
 
@@ -64,11 +71,28 @@ def run(
         "see `egresswatch events --since 10m`. Ctrl-C stops.",
         soft_wrap=True,
     )
+    web = None if no_web else _start_web(settings.store.url, web_port, stderr)
     service.run(stop)
+    if web is not None:
+        web.stop()
     stderr.print("[bold]egresswatch stopped[/]")
     for name, value in service.counters().snapshot().items():
         if value:
             stderr.print(f"  {for_rich(name)}: {value}")
+
+
+def _start_web(url: str | None, port: int, stderr: Console) -> "WebProcess | None":
+    """The dashboard as an unprivileged child process; a failure to start it is reported."""
+    from egresswatch.store.engine import resolve_url
+    from egresswatch.webproc import start_web
+
+    try:
+        web = start_web(resolve_url(url), "127.0.0.1", port)
+    except (OSError, LookupError) as err:
+        stderr.print(f"[yellow]warning:[/] dashboard not started: {for_rich(str(err))}")
+        return None
+    stderr.print(f"egresswatch: dashboard at {web.url} (running as {for_rich(web.user)})")
+    return web
 
 
 def register(app: typer.Typer) -> None:

@@ -1,5 +1,6 @@
 """`egresswatch web`: serve the JSON API and the dashboard from the store (read-only)."""
 
+import os
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -42,6 +43,7 @@ def web(
     from egresswatch.api.server import WebOptions, build_components, is_loopback, serve, url_host
     from egresswatch.api.token import default_token_path, load_or_create_token
 
+    db = db or os.environ.get("EGRESSWATCH_DB") or None
     if unprivileged and privileges():
         _fail(f"the web process must run without root or capabilities; has {privileges()}")
     try:
