@@ -10,7 +10,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -40,10 +40,37 @@ class CatalogSettings(_Section):
     )
 
 
+class SessionSettings(_Section):
+    auto: bool = Field(default=True, description="open sessions on inference requests")
+    idle_seconds: float = Field(default=120.0, gt=0)
+
+
+class AlertSettings(_Section):
+    policy: Path | None = Field(default=None, description="policy TOML over the shipped one")
+    large_download_mb: float = Field(default=50.0, gt=0)
+
+
+class WebhookSettings(_Section):
+    url: str = Field(pattern=r"^https?://")
+    preset: Literal["generic", "ntfy", "slack"] = "generic"
+    retries: int = Field(default=3, ge=0, le=10)
+    timeout: float = Field(default=5.0, gt=0, le=60)
+    min_severity: Literal["info", "low", "medium", "high", "critical"] = "low"
+
+
+class SinkSettings(_Section):
+    journald: bool = Field(default=True, description="journal, or stderr without one")
+    webhook: WebhookSettings | None = None
+    desktop: bool = False
+
+
 class Settings(_Section):
     capture: CaptureSettings = CaptureSettings()
     store: StoreSettings = StoreSettings()
     catalog: CatalogSettings = CatalogSettings()
+    sessions: SessionSettings = SessionSettings()
+    alerts: AlertSettings = AlertSettings()
+    sinks: SinkSettings = SinkSettings()
 
 
 _ENVIRONMENT = {

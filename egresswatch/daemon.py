@@ -1,8 +1,9 @@
-"""`egresswatch run`, assembled: capture -> agent (decode, attribute, name) -> classify -> store.
+"""`egresswatch run`, assembled: capture -> agent (decode, attribute, name) -> classify -> fan-out
+to the store writer and the live feed; committed events -> alert engine (sessions, rules) ->
+alerts stored through the same writer -> sinks.
 
 This is the composition root of the long-running service: it builds every component from the
-settings, wires the agent's sink to the classify and store stages, trims the store on a timer,
-and tears everything down in order when asked to stop.
+settings, wires the stages, trims the store on a timer, and tears everything down in order.
 """
 
 import dataclasses
@@ -10,41 +11,43 @@ import logging
 import threading
 
 from egresswatch.agent import Agent, Attributor
+from egresswatch.alerts.engine import AlertEngine
+from egresswatch.alerts.journal import JournalSink
+from egresswatch.alerts.policy import Policy
+from egresswatch.alerts.rules import RuleSet
+from egresswatch.alerts.sinks import AlertSink, Delivery
+from egresswatch.alerts.transfers import TcpCloseWatch
+from egresswatch.alerts.webhook import WebhookSink
+from egresswatch.bus import Bus
 from egresswatch.capture.live import LiveCapture
 from egresswatch.classify.catalog import Catalog
-from egresswatch.config import Settings
+from egresswatch.config import Settings, SinkSettings
 from egresswatch.counters import Counters
 from egresswatch.errors import StoreError
+from egresswatch.fanout import FanOut, classify_event
 from egresswatch.heartbeat import Heartbeat
-from egresswatch.model import Event
+from egresswatch.model import Event, Severity
+from egresswatch.pipeline import ObservationDecoder
+from egresswatch.sessions.tracker import SessionTracker
 from egresswatch.store.database import Store
 from egresswatch.store.writer import EventWriter
 
 log = logging.getLogger(__name__)
 
 RETENTION_INTERVAL = 600.0
-
-
-def classify_event(catalog: Catalog, event: Event) -> Event:
-    """The event with its destination's category and the catalog entry that matched."""
-    if not event.host:
-        return dataclasses.replace(event, category="unknown")
-    found = catalog.classify(event.host)
-    return dataclasses.replace(event, category=found.category, catalog_entry=found.matched)
+DRAIN_TIMEOUT = 5.0
+__all__ = ["Recorder", "Service", "build_service", "build_sinks", "classify_event"]
 
 
 class Recorder:
-    """The agent's sink: classifies each event and hands it to the store's writer (never blocks)."""
+    """The fan-out's store consumer: hands each classified event to the writer (never blocks)."""
 
-    def __init__(self, catalog: Catalog, writer: EventWriter) -> None:
-        self.catalog = catalog
+    def __init__(self, writer: EventWriter) -> None:
         self.writer = writer
         self.counters = Counters()
 
     def __call__(self, event: Event) -> None:
-        classified = classify_event(self.catalog, event)
-        self.counters.add(f"recorder.category.{classified.category}")
-        if not self.writer.submit(classified):
+        if not self.writer.submit(event):
             self.counters.add("recorder.dropped")
 
 
@@ -85,31 +88,67 @@ class Service:
     recorder: Recorder
     retention: RetentionTimer
     store: Store
+    fanout: FanOut
+    alerts: AlertEngine
+    delivery: Delivery
+    feed: Bus[object]
+    transfers: TcpCloseWatch
     heartbeat: Heartbeat | None = None
 
     def run(self, stop: threading.Event) -> None:
         self.retention.start()
         if self.heartbeat is not None:
             self.heartbeat.start()
+        self.delivery.start()
+        self.alerts.start()
+        if self.transfers.open():
+            self.transfers.start()
+        else:  # untrusted-model-source needs it; everything else works without
+            log.warning("%s", self.transfers.error)
         try:
             self.agent.run(stop)
         finally:
             stop.set()
             self.capture.stop()
-            self.store.close()  # flushes the writer's buffer first
+            self._drain()
+            self.store.close()  # flushes the writer's buffer (events, sessions, alerts) first
+            self.delivery.close()
+
+    def _drain(self) -> None:
+        """Committed events reach the alert engine, and its alerts the writer, before closing."""
+        self.recorder.writer.flush(DRAIN_TIMEOUT)
+        self.alerts.drain(DRAIN_TIMEOUT)
+        self.recorder.writer.flush(DRAIN_TIMEOUT)
 
     def counters(self) -> Counters:
         merged = Counters()
         for part in (
             self.agent.all_counters(),
             self.capture.counters(),
+            self.fanout.counters,
             self.recorder.counters,
             self.retention.counters,
+            self.alerts.counters,
+            self.alerts.tracker.counters,
+            self.delivery.counters,
+            self.feed.counters,
         ):
             merged.merge(part)
         for name, value in self.recorder.writer.counters().items():
             merged.add(name, value)
         return merged
+
+
+def build_sinks(settings: SinkSettings) -> list[tuple[AlertSink, Severity]]:
+    """The configured sinks with the lowest severity each delivers."""
+    sinks: list[tuple[AlertSink, Severity]] = []
+    if settings.journald:
+        sinks.append((JournalSink(), "low"))
+    hook = settings.webhook
+    if hook is not None:
+        sink = WebhookSink(hook.url, hook.preset, hook.retries, hook.timeout)
+        sinks.append((sink, hook.min_severity))
+    return sinks
 
 
 def build_service(
@@ -118,11 +157,34 @@ def build_service(
     catalog: Catalog,
     attributor: Attributor,
     stop: threading.Event,
+    *,
+    policy: Policy,
 ) -> Service:
     """Wires the components; the capture socket is opened by the caller (`capture.start()`)."""
     capture = LiveCapture(settings.capture.interfaces, queue_size=settings.capture.queue_size)
-    recorder = Recorder(catalog, store.writer())
-    agent = Agent(capture, attributor, recorder)
-    service = Service(capture, agent, recorder, RetentionTimer(store, settings, stop), store)
+    writer = store.writer()
+    recorder = Recorder(writer)
+    feed: Bus[object] = Bus()
+    fanout = FanOut(catalog, (recorder, feed.publish))
+    tracker = SessionTracker(writer, store.engine, settings.sessions.idle_seconds)
+    delivery = Delivery(build_sinks(settings.sinks))
+    alerts = AlertEngine(
+        writer,
+        tracker=tracker,
+        rules=RuleSet(policy),
+        delivery=delivery,
+        feed=feed,
+        stop=threading.Event(),
+        auto_sessions=settings.sessions.auto,
+        large_download_mb=settings.alerts.large_download_mb,
+    )
+    writer.on_written(alerts.offer)
+    transfers = TcpCloseWatch(alerts.offer_closed, alerts.stop)
+    decoder = ObservationDecoder(emit_flows=True, on_request=alerts.offer_request)
+    agent = Agent(capture, attributor, fanout, decoder=decoder)
+    retention = RetentionTimer(store, settings, stop)
+    service = Service(
+        capture, agent, recorder, retention, store, fanout, alerts, delivery, feed, transfers
+    )
     service.heartbeat = Heartbeat(store, service.counters, capture.queue.qsize, stop)
     return service

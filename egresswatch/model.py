@@ -149,3 +149,56 @@ class Event:
     category: str | None = None
     catalog_entry: str | None = None
     tool: str | None = None
+
+
+Severity = Literal["info", "low", "medium", "high", "critical"]
+SEVERITIES: tuple[Severity, ...] = ("info", "low", "medium", "high", "critical")
+SessionTrigger = Literal["auto", "manual"]
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceSession:
+    """A span of local inference (docs/sessions.md); `verdict` is "open", "clean" or "egress".
+
+    `egress` counts the non-local DNS lookups and flows of in-scope processes during it.
+    """
+
+    id: int
+    start: float
+    end: float | None
+    trigger: SessionTrigger
+    label: str | None
+    strict: bool
+    tools: tuple[str, ...]
+    serving: tuple[ProcessRef, ...] = ()
+    client: ProcessRef | None = None
+    model: str | None = None
+    verdict: str = "open"
+    egress: int = 0
+    alerts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A policy finding (docs/alerts.md), deduplicated by (rule, tool, executable, host, session).
+
+    `event_id` is the first evidence event; `count`, `time` and `last_time` aggregate repeats.
+    """
+
+    rule: str
+    severity: Severity
+    time: float
+    message: str
+    session: int | None = None
+    tool: str | None = None
+    pid: int | None = None
+    process: str | None = None
+    exe: str | None = None
+    exe_sha256: str | None = None
+    host: str | None = None
+    category: str | None = None
+    event_id: int | None = None
+    count: int = 1
+    id: int | None = None
+    last_time: float | None = None
+    acknowledged: bool = False

@@ -5,10 +5,12 @@ judged from a few header bytes and dropped early; only candidates reach the prot
 """
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 from egresswatch.counters import Counters
 from egresswatch.decode.dns import dns_proto_for_ports, parse_dns, split_tcp_dns
 from egresswatch.decode.fastpath import tcp_flow_key
+from egresswatch.decode.http import looks_like_http_request, request_line
 from egresswatch.decode.packet import PacketDecoder, Segment
 from egresswatch.decode.quic import QuicInitialTracker, looks_like_quic_initial
 from egresswatch.decode.tcp_stream import TcpReassembler
@@ -20,6 +22,7 @@ _SYN = 0x02
 _ACK = 0x10
 _FIN_RST = 0x05
 _DNS_TCP_BUFFER = 65535 + 2
+RequestHook = Callable[[float, FlowKey, str, str], None]  # (ts, flow, method, path)
 
 
 class _BoundedSet:
@@ -52,11 +55,19 @@ class ObservationDecoder:
     """Turns frames into observations; keeps the bounded per-flow state that needs.
 
     With `emit_flows`, also reports each new TCP connection (SYN without ACK) and each new UDP
-    5-tuple as a kind "flow" observation (the live agent's flow starts).
+    5-tuple as a kind "flow" observation (the live agent's flow starts). With `on_request`, the
+    request line of a TCP stream that starts as plaintext HTTP goes to it (inference sessions).
     """
 
-    def __init__(self, *, emit_flows: bool = False, max_flows: int = 65536) -> None:
+    def __init__(
+        self,
+        *,
+        emit_flows: bool = False,
+        max_flows: int = 65536,
+        on_request: RequestHook | None = None,
+    ) -> None:
         self.counters = Counters()
+        self._on_request = on_request
         self.packets = PacketDecoder()
         self.streams = TcpReassembler(max_stream_bytes=_DNS_TCP_BUFFER, max_streams=8192)
         self.quic = QuicInitialTracker()
@@ -194,6 +205,10 @@ class ObservationDecoder:
             self._dns(seg, message, proto, ts, out)
 
     def _tls(self, seg: Segment, key: FlowKey, ts: float, out: list[Observation]) -> None:
+        if self._on_request is not None and looks_like_http_request(seg.payload):
+            self._request(seg.payload, key, ts)  # plaintext HTTP: never a ClientHello
+            self._finish_tls(key)
+            return
         if key not in self.streams and not looks_like_tls_client_hello(seg.payload):
             self._tls_decided.add(key)
             self._judged = True
@@ -211,6 +226,12 @@ class ObservationDecoder:
             self.counters.add("decoded.tls")
             out.append(Observation(ts, "tls", key, hello=hello, tunneled=seg.tunneled))
             self._finish_tls(key)
+
+    def _request(self, payload: bytes, key: FlowKey, ts: float) -> None:
+        line = request_line(payload)
+        if line is not None and self._on_request is not None:
+            self.counters.add("decoded.http-request")
+            self._on_request(ts, key, line[0], line[1])
 
     def _finish_tls(self, key: FlowKey) -> None:
         self.streams.close(key)

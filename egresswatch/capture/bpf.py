@@ -25,6 +25,13 @@ _LEN4 = "(ip[2:2] - ((ip[0] & 0xf) << 2) - ((tcp[12] & 0xf0) >> 2))"
 _LEN6 = "(ip6[4:2] - ((ip6[52] & 0xf0) >> 2))"
 _FIRST4 = "tcp[((tcp[12] & 0xf0) >> 2)]"
 _FIRST6 = "ip6[(40 + ((ip6[52] & 0xf0) >> 2))]"
+_WORD4 = "tcp[((tcp[12] & 0xf0) >> 2):4]"
+_WORD6 = "ip6[(40 + ((ip6[52] & 0xf0) >> 2)):4]"
+# "POST": the first segment of an HTTP request to a local server port (an inference request to
+# an LLM tool's API may be larger than CONTINUATION_MAX). Bulk data is rejected by the port test
+# or, for a server's upload, by the word; these clauses come last because their 4-byte load
+# aborts the program on short segments.
+HTTP_POST = 0x504F5354
 
 # libpcap cannot index tcp[]/udp[] over IPv6, so IPv6 clauses read ip6[] at the fixed 40-byte
 # offset: packets with IPv6 extension headers before TCP/UDP are not matched (rare for egress).
@@ -42,6 +49,8 @@ FILTER_EXPRESSION = " or ".join(
         f" and {_LEN4} <= {CONTINUATION_MAX} and {_FIRST4} != 0x17)",
         f"(ip6 and ip6[6] = 6 and ip6[42:2] < {EPHEMERAL_MIN} and {_LEN6} > 0"
         f" and {_LEN6} <= {CONTINUATION_MAX} and {_FIRST6} != 0x17)",
+        f"(ip and tcp and tcp dst portrange 1-{EPHEMERAL_MIN - 1} and {_WORD4} = {HTTP_POST:#x})",
+        f"(ip6 and ip6[6] = 6 and ip6[42:2] < {EPHEMERAL_MIN} and {_WORD6} = {HTTP_POST:#x})",
     )
 )
 

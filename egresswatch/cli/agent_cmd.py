@@ -88,7 +88,12 @@ def agent(
         raise typer.Exit(2) from err
     stop = threading.Event()
     stop_on_signals(stop)
-    loop = Agent(capture, build_attributor(stderr), _jsonl_sink if jsonl else _text_sink)
+    from egresswatch.classify.catalog import load_catalog
+    from egresswatch.fanout import FanOut
+
+    # The same single classify step as `run`: --jsonl carries each event's category.
+    sink = FanOut(load_catalog(), (_jsonl_sink if jsonl else _text_sink,))
+    loop = Agent(capture, build_attributor(stderr), sink)
     try:
         loop.run(stop)
     finally:

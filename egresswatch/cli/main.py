@@ -3,7 +3,16 @@
 import typer
 
 from egresswatch import __version__
-from egresswatch.cli import agent_cmd, classify_cmd, replay_cmd, run_cmd, store_cmd, web_cmd
+from egresswatch.cli import (
+    agent_cmd,
+    alerts_cmd,
+    classify_cmd,
+    replay_cmd,
+    run_cmd,
+    session_cmd,
+    store_cmd,
+    web_cmd,
+)
 
 app = typer.Typer(
     name="egresswatch",
@@ -38,6 +47,8 @@ def _root(
 
 
 for _module in (run_cmd, agent_cmd, replay_cmd, classify_cmd, store_cmd, web_cmd):
+    _module.register(app)
+for _module in (session_cmd, alerts_cmd):
     _module.register(app)
 
 

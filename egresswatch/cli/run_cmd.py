@@ -36,6 +36,7 @@ def run(
     Read the results with `egresswatch events` (e.g. `egresswatch events --since 10m`).
     """
     # The whole service (capture, attribution, SQLAlchemy, Alembic) loads only for this command.
+    from egresswatch.alerts.policy import load_policy
     from egresswatch.classify.catalog import load_catalog
     from egresswatch.cli.agent_cmd import build_attributor, stop_on_signals
     from egresswatch.config import load_settings
@@ -53,12 +54,13 @@ def run(
             capture = settings.capture.model_copy(update={"interfaces": interface})
             settings = settings.model_copy(update={"capture": capture})
         catalog = load_catalog(settings.catalog.extra)
+        policy = load_policy(settings.alerts.policy)
         store = open_store(settings.store.url)
     except (ConfigError, StoreError) as err:
         stderr.print(f"[red]error:[/] {for_rich(str(err))}", soft_wrap=True)
         raise typer.Exit(2) from err
     stop = threading.Event()
-    service = build_service(settings, store, catalog, build_attributor(stderr), stop)
+    service = build_service(settings, store, catalog, build_attributor(stderr), stop, policy=policy)
     try:
         service.capture.start()
     except CaptureError as err:

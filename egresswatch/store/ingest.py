@@ -110,6 +110,10 @@ class Ingest:
 
     def write(self, conn: Connection, events: Sequence[Event]) -> int:
         """Insert `events` (one transaction is the caller's); returns how many were written."""
+        return len(self.write_ids(conn, events))
+
+    def write_ids(self, conn: Connection, events: Sequence[Event]) -> list[int]:
+        """Insert `events` (one transaction is the caller's); returns their ids, in order."""
         if len(self.ids) > CACHE_LIMIT:
             self.ids.clear()
         rows = [self._event_row(conn, ev) for ev in events]
@@ -122,7 +126,7 @@ class Ingest:
         if answers:
             conn.execute(insert(T_ANSWER), answers)
         self._flush_aggregates(conn)
-        return len(rows)
+        return event_ids
 
     # -- interning -------------------------------------------------------------------------
 

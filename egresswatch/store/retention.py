@@ -32,7 +32,7 @@ from egresswatch.store.schema import (
     Label,
     NameBinding,
     Process,
-    SessionRow,
+    SessionEventRow,
 )
 from egresswatch.store.window import id_bounds, in_ids, nth_newest_ts, oldest_ts
 
@@ -120,6 +120,7 @@ def _delete_events(conn: Connection, ids: list[int]) -> int:
     if not ids:
         return 0
     conn.execute(update(AlertRow).where(AlertRow.event_id.in_(ids)).values(event_id=None))
+    conn.execute(delete(SessionEventRow).where(SessionEventRow.event_id.in_(ids)))
     conn.execute(delete(DnsAnswerRow).where(DnsAnswerRow.event_id.in_(ids)))
     return int(conn.execute(delete(EventRow).where(EventRow.id.in_(ids))).rowcount)
 
@@ -141,7 +142,7 @@ def _delete_orphans(engine: Engine) -> int:
         )
         conn.execute(delete(DestinationTool).where(DestinationTool.destination_id.in_(unused_dest)))
         total += _rowcount(conn, delete(Destination).where(Destination.last_seen < horizon))
-        used_procs = _ids_in_use(EventRow.process_id, SessionRow.process_id)
+        used_procs = _ids_in_use(EventRow.process_id)
         total += _rowcount(conn, delete(Process).where(Process.id.not_in(used_procs)))
         total += _rowcount(
             conn, delete(Executable).where(~exists().where(Process.exe_id == Executable.id))

@@ -258,33 +258,63 @@ class DnsAnswerRow(Base):
 
 
 class SessionRow(Base):
-    """A span of activity of one tool (e.g. a local inference run), for the next issues."""
+    """An inference session (automatic or manual); `verdict` is NULL while it is open."""
 
     __tablename__ = "sessions"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    tool: Mapped[str | None] = mapped_column(Text)
-    process_id: Mapped[int | None] = mapped_column(ForeignKey("processes.id"), index=True)
-    kind: Mapped[str] = mapped_column(Text)
     started: Mapped[float] = mapped_column(Float, index=True)
-    ended: Mapped[float | None] = mapped_column(Float)
+    ended: Mapped[float | None] = mapped_column(Float, index=True)
+    last_active: Mapped[float | None] = mapped_column(Float)
+    trigger: Mapped[str] = mapped_column(String(16))  # "auto" | "manual"
+    label: Mapped[str | None] = mapped_column(Text)
+    strict: Mapped[bool] = mapped_column(Boolean)
+    tools: Mapped[str] = mapped_column(Text)  # JSON list of tool names
+    serving: Mapped[str] = mapped_column(Text)  # JSON [[pid, name, exe], ...]
+    client: Mapped[str | None] = mapped_column(Text)  # JSON [pid, name, exe]
+    model: Mapped[str | None] = mapped_column(Text)
+    verdict: Mapped[str | None] = mapped_column(String(16))  # "clean" | "egress" once ended
+    egress: Mapped[int] = mapped_column(BigInteger)
+
+
+class SessionEventRow(Base):
+    """An in-scope egress event seen during a session: the session report's evidence."""
+
+    __tablename__ = "session_events"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+    session_id: Mapped[int] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    event_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("events.id", ondelete="CASCADE"), primary_key=True
+    )
 
 
 class AlertRow(Base):
-    """A policy decision about an event or a session, for the alerting issue."""
+    """One deduplicated alert: (rule, tool, executable, destination, session) with a count."""
 
     __tablename__ = "alerts"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    ts: Mapped[float] = mapped_column(Float, index=True)
-    rule: Mapped[str] = mapped_column(Text)
+    first_ts: Mapped[float] = mapped_column(Float, index=True)
+    last_ts: Mapped[float] = mapped_column(Float)
+    count: Mapped[int] = mapped_column(BigInteger)
+    rule: Mapped[str] = mapped_column(String(64))
     severity: Mapped[str] = mapped_column(String(16))
-    message: Mapped[str] = mapped_column(Text)
-    event_id: Mapped[int | None] = mapped_column(
-        BigId, ForeignKey("events.id", ondelete="SET NULL"), index=True
-    )
     session_id: Mapped[int | None] = mapped_column(
         ForeignKey("sessions.id", ondelete="SET NULL"), index=True
     )
+    tool: Mapped[str | None] = mapped_column(Text)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    process: Mapped[str | None] = mapped_column(Text)
+    exe: Mapped[str | None] = mapped_column(Text)
+    exe_sha256: Mapped[str | None] = mapped_column(String(64))
+    host: Mapped[str | None] = mapped_column(Text)
+    category: Mapped[str | None] = mapped_column(Text)
+    event_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("events.id", ondelete="SET NULL"), index=True
+    )
+    message: Mapped[str] = mapped_column(Text)
     acknowledged: Mapped[bool] = mapped_column(Boolean)
+    dedup_key: Mapped[str] = mapped_column(Text, unique=True)
 
 
 class AgentStatusRow(Base):

@@ -3,17 +3,20 @@
 `submit` never blocks the pipeline: when the queue is full the event is dropped and counted.
 When the database cannot be written (read-only, disk full, server gone) the current batch is
 kept and retried with back-off while new events queue up to the bound, so memory stays bounded.
+Other writes (sessions, alerts) come in as jobs through `post`, and `on_written` callbacks learn
+each committed event's id.
 """
 
 import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from egresswatch.counters import Counters
@@ -22,11 +25,14 @@ from egresswatch.store.ingest import Ingest
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Written = Callable[[Sequence[tuple[int, Event]]], None]
+Job = Callable[[Connection], Any]
 
 BATCH_SIZE = 500
 BATCH_INTERVAL = 0.2
 CHECKPOINT_INTERVAL = 1.0
 MAX_BUFFER = 50_000
+MAX_JOBS = 10_000
 RETRY_MIN, RETRY_MAX = 0.2, 5.0
 LOG_REPEAT = 60.0
 
@@ -77,6 +83,9 @@ class EventWriter:
         self._last_error: str | None = None
         self._last_checkpoint = time.monotonic()
         self._calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
+        self._jobs: deque[tuple[Job, Callable[[Any], None] | None]] = deque()
+        self._written_hooks: list[Written] = []
+        self._jobs_logged_at = 0.0
 
     # -- producer side ---------------------------------------------------------------------
 
@@ -98,6 +107,23 @@ class EventWriter:
             self._accepted += 1
             self._counters.add("store.submitted")
         return True
+
+    def post(self, job: Job, then: Callable[[Any], None] | None = None) -> bool:
+        """Run `job(conn)` in its own transaction on the writer thread, then `then(result)`.
+
+        Never blocks: False (and a counted drop) when MAX_JOBS are already waiting.
+        """
+        with self._lock:
+            if self._stop.is_set() or len(self._jobs) >= MAX_JOBS:
+                self._counters.add("store.jobs.dropped")
+                return False
+            self._jobs.append((job, then))
+            self._accepted += 1
+        return True
+
+    def on_written(self, hook: Written) -> None:
+        """Call `hook([(event_id, event), ...])` on the writer thread after each commit."""
+        self._written_hooks.append(hook)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything submitted so far is committed; False on timeout."""
@@ -142,10 +168,12 @@ class EventWriter:
         pending: list[Event] = []
         while True:
             self._run_calls()
+            self._run_jobs()
             if not pending:
                 pending = self._collect()
             if not pending:
                 if self._stop.is_set():
+                    self._run_jobs()
                     return
                 continue
             try:
@@ -198,7 +226,7 @@ class EventWriter:
             self._settle(batch, written, logged_at)
             return True
 
-    def _write_or_isolate(self, batch: Sequence[Event]) -> int:
+    def _write_or_isolate(self, batch: Sequence[Event]) -> list[tuple[int, Event]]:
         try:
             return self._write(batch)
         except OperationalError:
@@ -206,17 +234,18 @@ class EventWriter:
         except (SQLAlchemyError, ValueError, KeyError, TypeError):
             return self._write_one_by_one(batch)
 
-    def _write(self, batch: Sequence[Event]) -> int:
+    def _write(self, batch: Sequence[Event]) -> list[tuple[int, Event]]:
         try:
             with self._engine.begin() as conn:
-                return self._ingest.write(conn, batch)
+                ids = self._ingest.write_ids(conn, batch)
+                return list(zip(ids, batch, strict=True))
         except BaseException:
             self._ingest.forget()
             raise
 
-    def _write_one_by_one(self, batch: Sequence[Event]) -> int:
+    def _write_one_by_one(self, batch: Sequence[Event]) -> list[tuple[int, Event]]:
         """A batch that fails for a reason other than the database's state: isolate bad events."""
-        written = 0
+        written: list[tuple[int, Event]] = []
         for event in batch:
             try:
                 written += self._write([event])
@@ -228,12 +257,15 @@ class EventWriter:
                     self._counters.add("store.dropped.invalid")
         return written
 
-    def _settle(self, batch: Sequence[Event], written: int, logged_at: float) -> None:
+    def _settle(
+        self, batch: Sequence[Event], written: list[tuple[int, Event]], logged_at: float
+    ) -> None:
         if logged_at:
             log.warning("event store writable again; resuming")
         self._last_error = None
+        self._tell_written(written)
         with self._progress:
-            self._counters.add("store.written", written)
+            self._counters.add("store.written", len(written))
             self._counters.add("store.batches")
             self._settled += len(batch)
             self._progress.notify_all()
@@ -259,6 +291,49 @@ class EventWriter:
             self._counters.add(counter, len(batch))
             self._settled += len(batch)
             self._progress.notify_all()
+
+    def _tell_written(self, written: list[tuple[int, Event]]) -> None:
+        for hook in self._written_hooks:
+            try:
+                hook(written)
+            except Exception:  # a listener's bug must not stop the only writer
+                log.exception("a listener of written events failed")
+                with self._lock:
+                    self._counters.add("store.hook_errors")
+
+    def _run_jobs(self) -> None:
+        """Run the queued jobs; one the database cannot take now stays first in line."""
+        while self._jobs:
+            job, then = self._jobs[0]
+            try:
+                with self._engine.begin() as conn:
+                    result = job(conn)
+            except OperationalError as exc:
+                self._jobs_logged_at = self._report(exc, self._jobs_logged_at)
+                if not self._stop.is_set():
+                    return
+                result, counter = None, "store.jobs.dropped"
+            except Exception:  # the containment point for jobs, like the one for batches
+                log.exception("a store job failed; dropping it")
+                result, counter = None, "store.jobs.failed"
+            else:
+                counter = "store.jobs.done"
+                self._finish_job(then, result)
+            self._jobs.popleft()
+            with self._progress:
+                self._counters.add(counter)
+                self._settled += 1
+                self._progress.notify_all()
+
+    def _finish_job(self, then: Callable[[Any], None] | None, result: Any) -> None:
+        if then is None:
+            return
+        try:
+            then(result)
+        except Exception:
+            log.exception("a store job's continuation failed")
+            with self._lock:
+                self._counters.add("store.jobs.then_errors")
 
     def _run_calls(self) -> None:
         while not self._calls.empty():

@@ -1,7 +1,7 @@
 """agent_status: the running agent's counters, queue depth and last event time, for the web.
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0003 (chained after the alerts branch's 0003 when it was merged in)
 Create Date: 2026-12-04 15:20:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004"
-down_revision: str | None = "0001"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

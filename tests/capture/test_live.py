@@ -263,3 +263,32 @@ def test_stop_is_prompt_with_no_traffic() -> None:
     assert time.monotonic() - started < 1.0
     assert not any(t.is_alive() for t in threading.enumerate() if t.name == "capture-lo")
     open_socket("lo", capture.program).close()
+
+
+@pytest.mark.parametrize("family,host", [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
+def test_tcp_filter_passes_a_large_first_post_to_a_server_port(
+    lo_capture: LiveCapture, family: int, host: str
+) -> None:
+    """Inference sessions need the request line of a big POST (a long prompt in one segment)."""
+    with socket.socket(family, socket.SOCK_STREAM) as listener:
+        listener.bind((host, 20000 + secrets.randbelow(10000)))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = socket.create_connection((host, port))
+        server, _ = listener.accept()
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        cport = client.getsockname()[1]
+        for data in (
+            b"POST /api/generate HTTP/1.1\r\n" + b"x" * 20000,  # pass: large, starts with POST
+            b"\x9b" + bytes(30000),  # bulk upload: drop
+            b"POSTPOSTPOST",  # small: passes as a continuation-sized segment anyway
+        ):
+            client.sendall(data)
+            time.sleep(0.05)
+        server.sendall(b"POST" + bytes(30000))  # to the client's ephemeral port: drop
+        time.sleep(0.05)
+        client.close()
+        server.close()
+    frames = drain(lo_capture, lambda f: cport in ports_of(f) and bool(payload_of(f)))
+    seen = [(ports_of(f)[0] == cport, payload_of(f)[:6]) for f in frames]
+    assert seen == [(True, b"POST /"), (True, b"POSTPO")]

@@ -48,7 +48,15 @@ def test_age_limit_deletes_old_events_and_their_orphans(store: Store) -> None:
         old_id = conn.execute(select(func.min(EventRow.id))).scalar_one()
         conn.execute(
             insert(AlertRow).values(
-                ts=now, rule="r", severity="info", message="m", event_id=old_id, acknowledged=False
+                first_ts=now,
+                last_ts=now,
+                count=1,
+                rule="r",
+                severity="info",
+                message="m",
+                event_id=old_id,
+                acknowledged=False,
+                dedup_key="k",
             )
         )
     result = store.apply_retention(max_age_days=7)

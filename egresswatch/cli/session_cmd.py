@@ -1,0 +1,123 @@
+"""`egresswatch session start|stop` (manual inference sessions) and `egresswatch sessions`."""
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+from egresswatch.cli.store_cmd import DbOption, parse_when
+from egresswatch.errors import StoreError
+from egresswatch.output import printable, to_json_line
+
+if TYPE_CHECKING:
+    from egresswatch.model import InferenceSession
+    from egresswatch.store import Store
+
+SinceOption = Annotated[
+    str | None, typer.Option(help="Only since: 10m, 2h, 1d, epoch seconds or ISO time.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="One JSON object per line.")]
+
+
+def register(app: typer.Typer) -> None:
+    session = typer.Typer(help="Start and stop manual inference sessions.", no_args_is_help=True)
+    session.command("start")(session_start)
+    session.command("stop")(session_stop)
+    app.add_typer(session, name="session")
+    app.command("sessions")(sessions)
+
+
+def fail(message: str) -> NoReturn:
+    typer.echo(f"error: {printable(message)}", err=True)
+    raise typer.Exit(1)
+
+
+@contextmanager
+def opened_store(url: str | None) -> Iterator["Store"]:
+    """The store at `url` (migrated), with store errors as one `error:` line and exit 1."""
+    from egresswatch.store import open_store
+
+    try:
+        store = open_store(url)
+    except StoreError as exc:
+        fail(str(exc))
+    try:
+        yield store
+    except StoreError as exc:
+        fail(str(exc))
+    finally:
+        store.close()
+
+
+def session_start(
+    label: Annotated[str | None, typer.Option(help="A note kept with the session.")] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Every process is in scope, not only LLM tools.")
+    ] = False,
+    tool: Annotated[
+        list[str] | None,
+        typer.Option("--tool", help="Only this LLM tool is in scope (repeatable)."),
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Open a manual session now and print its id; `egresswatch run` picks it up within 1 s."""
+    from egresswatch.store.sessions import NewSession, open_session, writing
+
+    new = NewSession(time.time(), "manual", label=label, strict=strict, tools=tuple(tool or ()))
+    with opened_store(db) as store:
+        sid = writing(store.engine, lambda conn: open_session(conn, new))
+    typer.echo(str(sid))
+
+
+def session_stop(
+    session_id: Annotated[
+        int | None, typer.Argument(metavar="[ID]", help="Default: the newest open manual session.")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """End a session and print its verdict (clean or egress)."""
+    from egresswatch.store.sessions import close_session, latest_open, writing
+
+    with opened_store(db) as store:
+        sid = session_id
+        if sid is None:
+            sid = writing(store.engine, lambda conn: latest_open(conn, "manual"))
+            if sid is None:
+                fail("no open manual session")
+        verdict = writing(store.engine, lambda conn: close_session(conn, sid, time.time()))
+    if verdict is None:
+        fail(f"session {sid} is not open")
+    typer.echo(f"session {sid}: {verdict}")
+
+
+def sessions(
+    since: SinceOption = "1d", json_lines: JsonOption = False, db: DbOption = None
+) -> None:
+    """List sessions (started since --since, or still open) with their verdicts."""
+    from egresswatch.alerts.render import session_to_dict
+    from egresswatch.store.sessions import list_sessions
+
+    start = None if since is None else parse_when(since, time.time())
+    with opened_store(db) as store:
+        found = list_sessions(store.engine, start)
+    for session in found:
+        if json_lines:
+            typer.echo(to_json_line(session_to_dict(session)))
+        else:
+            typer.echo(session_line(session))
+
+
+def _clock(ts: float | None) -> str:
+    return "open" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def session_line(session: "InferenceSession") -> str:
+    tools = ",".join(session.tools) or ("all processes" if session.strict else "LLM tools")
+    label = f" {session.label!r}" if session.label else ""
+    return printable(
+        f"{session.id:>5} {_clock(session.start)} -> {_clock(session.end)} {session.trigger:<6} "
+        f"{session.verdict:<6} egress={session.egress} alerts={session.alerts} [{tools}]{label}"
+    )

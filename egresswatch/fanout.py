@@ -1,0 +1,35 @@
+"""The one classify step after the agent, and the fan-out of each classified event to every
+consumer (store writer, live feed...) for both `egresswatch run` and `egresswatch agent`."""
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+from egresswatch.classify.catalog import Catalog
+from egresswatch.counters import Counters
+from egresswatch.model import Event
+
+
+def classify_event(catalog: Catalog, event: Event) -> Event:
+    """The event with its destination's category and the catalog entry that matched."""
+    if not event.host:
+        return dataclasses.replace(event, category="unknown")
+    found = catalog.classify(event.host)
+    return dataclasses.replace(event, category=found.category, catalog_entry=found.matched)
+
+
+class FanOut:
+    """The agent's sink: classifies each event once, then calls every consumer in order.
+
+    Consumers run on the decode thread and must not block (the writer's `submit`, `Bus.publish`).
+    """
+
+    def __init__(self, catalog: Catalog, consumers: Sequence[Callable[[Event], None]]) -> None:
+        self.catalog = catalog
+        self.consumers = tuple(consumers)
+        self.counters = Counters()
+
+    def __call__(self, event: Event) -> None:
+        classified = classify_event(self.catalog, event)
+        self.counters.add(f"recorder.category.{classified.category}")
+        for consumer in self.consumers:
+            consumer(classified)
