@@ -102,4 +102,3 @@ def _share(path: Path, gid: int, bits: int) -> None:
     if st.st_gid != gid:
         os.chown(path, -1, gid)
     os.chmod(path, stat.S_IMODE(st.st_mode) | bits)
-

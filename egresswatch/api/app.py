@@ -16,7 +16,17 @@ from egresswatch.api.components import WebComponents
 from egresswatch.api.errors import install_error_handlers
 from egresswatch.api.guard import GuardMiddleware
 from egresswatch.api.metrics import StoreCollector
-from egresswatch.api.routes import destinations, events, health, metrics, processes, stream, tools
+from egresswatch.api.routes import (
+    alerts,
+    destinations,
+    events,
+    health,
+    metrics,
+    processes,
+    sessions,
+    stream,
+    tools,
+)
 from egresswatch.api.routes import timeline as timeline_route
 
 ROUTERS = (
@@ -26,6 +36,8 @@ ROUTERS = (
     destinations.router,
     tools.router,
     processes.router,
+    alerts.router,
+    sessions.router,
     stream.router,
     metrics.router,
 )

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from egresswatch.api.commands import Commands
 from egresswatch.api.feed import LiveFeed
 from egresswatch.api.guard import GuardPolicy
 from egresswatch.classify.catalog import Catalog
@@ -15,5 +16,6 @@ class WebComponents:
     store: Store
     feed: LiveFeed
     guard: GuardPolicy
+    commands: Commands
     catalog: Catalog | None = None
     stale_after: float = STALE_AFTER

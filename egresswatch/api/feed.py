@@ -15,10 +15,11 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from egresswatch.api.mapping import alert_out
 from egresswatch.counters import Counters
 from egresswatch.store.database import Store
 from egresswatch.store.export import event_record
-from egresswatch.store.reads import events_after, newest_id
+from egresswatch.store.reads import alerts_after, events_after, newest_alert_id, newest_id
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,11 @@ class LiveFeed:
         self._thread = threading.Thread(target=self._run, name="egresswatch-feed", daemon=True)
         self._files = _watched_files(store)
         self.last_id = 0
+        self.last_alert_id = 0
 
     def start(self) -> None:
         self.last_id = newest_id(self.store.engine)
+        self.last_alert_id = newest_alert_id(self.store.engine)
         self._thread.start()
 
     def stop(self) -> None:
@@ -93,6 +96,9 @@ class LiveFeed:
                 log.warning("live feed cannot read the store: %s", err)
 
     def _publish_new(self) -> None:
+        for alert in alerts_after(self.store.engine, self.last_alert_id, BATCH):
+            self.last_alert_id = alert.id or self.last_alert_id
+            self.publish(FeedItem("alert", self.last_alert_id, alert_out(alert).model_dump()))
         while True:
             found = events_after(self.store.engine, self.last_id, BATCH)
             for stored in found:

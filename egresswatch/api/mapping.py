@@ -5,6 +5,7 @@ import binascii
 import json
 
 from egresswatch.api.schemas import (
+    AlertOut,
     AncestorOut,
     CatalogEntryOut,
     CatalogRoleOut,
@@ -12,13 +13,15 @@ from egresswatch.api.schemas import (
     DestinationOut,
     EventOut,
     ProcessOut,
+    ProcessRefOut,
+    SessionOut,
     TimelineOut,
     TimelinePointOut,
     ToolCardOut,
     ToolUseOut,
 )
 from egresswatch.classify.catalog import Catalog
-from egresswatch.model import ProcessInfo
+from egresswatch.model import Alert, InferenceSession, ProcessInfo, ProcessRef
 from egresswatch.store.export import event_record
 from egresswatch.store.queries import StoredEvent
 from egresswatch.store.summaries import DestinationSummary, ToolSummary
@@ -128,3 +131,47 @@ def decode_cursor(cursor: str) -> tuple[float, int]:
     if not isinstance(ts, int | float) or not isinstance(row_id, int) or isinstance(row_id, bool):
         raise ValueError("not a cursor from this API")
     return float(ts), row_id
+
+
+def alert_out(alert: Alert) -> AlertOut:
+    return AlertOut(
+        id=alert.id or 0,
+        time=alert.time,
+        last_time=alert.last_time,
+        severity=alert.severity,
+        rule=alert.rule,
+        message=alert.message,
+        session=alert.session,
+        tool=alert.tool,
+        pid=alert.pid,
+        process=alert.process,
+        exe=alert.exe,
+        exe_sha256=alert.exe_sha256,
+        host=alert.host,
+        category=alert.category,
+        count=alert.count,
+        event_id=alert.event_id,
+        acknowledged=alert.acknowledged,
+    )
+
+
+def session_out(session: InferenceSession) -> SessionOut:
+    return SessionOut(
+        id=session.id,
+        start=session.start,
+        end=session.end,
+        trigger=session.trigger,
+        label=session.label,
+        strict=session.strict,
+        tools=list(session.tools),
+        serving=[_ref(r) for r in session.serving],
+        client=None if session.client is None else _ref(session.client),
+        model=session.model,
+        verdict=session.verdict,  # type: ignore[arg-type]
+        egress=session.egress,
+        alerts=session.alerts,
+    )
+
+
+def _ref(ref: ProcessRef) -> ProcessRefOut:
+    return ProcessRefOut(pid=ref.pid, name=ref.name, exe=ref.exe)

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from egresswatch.store.database import Store
-from egresswatch.store.schema import Destination, DestinationTool
+from egresswatch.store.schema import AlertRow, Destination, DestinationTool
 from egresswatch.store.status import read_status
 
 # (metric name, help, counter-name prefix, label) for counters the agent reports per reason.
@@ -98,8 +98,18 @@ class StoreCollector(Collector):
                 )
             ):
                 by_tool.add_metric([str(name)], float(n or 0))
+            alerts = CounterMetricFamily(
+                "egresswatch_alerts", "Alerts by severity and state.", labels=["severity", "state"]
+            )
+            for severity, acked, n in conn.execute(
+                select(AlertRow.severity, AlertRow.acknowledged, func.count()).group_by(
+                    AlertRow.severity, AlertRow.acknowledged
+                )
+            ):
+                alerts.add_metric([str(severity), "acknowledged" if acked else "open"], float(n))
         yield by_category
         yield by_tool
+        yield alerts
 
 
 def _by_reason(counters: Mapping[str, int]) -> Iterator[Metric]:

@@ -205,3 +205,81 @@ class HealthOut(BaseModel):
     store: str = Field(description="the store URL, password hidden")
     revision: str | None
     agent: AgentOut | None
+
+
+Severity = Literal["info", "low", "medium", "high", "critical"]
+
+
+class AlertOut(BaseModel):
+    """A policy finding (docs/alerts.md); repeats are counted on the first one."""
+
+    id: int
+    time: float = Field(description="first occurrence, epoch seconds")
+    last_time: float | None
+    severity: Severity
+    rule: str
+    message: str
+    session: int | None
+    tool: str | None
+    pid: int | None
+    process: str | None
+    exe: str | None
+    exe_sha256: str | None
+    host: str | None
+    category: str | None
+    count: int
+    event_id: int | None
+    acknowledged: bool
+
+
+class AlertsOut(BaseModel):
+    alerts: list[AlertOut] = Field(description="newest first")
+
+
+class AckOut(BaseModel):
+    acknowledged: list[int]
+
+
+class ProcessRefOut(BaseModel):
+    pid: int
+    name: str
+    exe: str | None
+
+
+class SessionOut(BaseModel):
+    """An inference session (docs/sessions.md): verdict open, clean or egress."""
+
+    id: int
+    start: float
+    end: float | None
+    trigger: Literal["auto", "manual"]
+    label: str | None
+    strict: bool
+    tools: list[str]
+    serving: list[ProcessRefOut]
+    client: ProcessRefOut | None
+    model: str | None
+    verdict: Literal["open", "clean", "egress"]
+    egress: int
+    alerts: int
+
+
+class SessionsOut(BaseModel):
+    sessions: list[SessionOut] = Field(description="newest first")
+
+
+class SessionStartIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label: str | None = Field(default=None, max_length=200)
+    strict: bool = Field(default=False, description="every process is in scope, not only tools")
+    tools: list[str] = Field(default_factory=list, max_length=32)
+
+
+class SessionReportOut(BaseModel):
+    """The verdict report of one session: the session, its alerts and its evidence events."""
+
+    session: SessionOut
+    alerts: list[AlertOut]
+    evidence: list[EventOut]
+    evidence_total: int

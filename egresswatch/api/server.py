@@ -3,17 +3,22 @@ guard from the bind address, and serve with uvicorn.
 """
 
 import ipaddress
+import os
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
+from sqlalchemy.engine import make_url
 
 from egresswatch.api.app import create_app
+from egresswatch.api.commands import Commands
 from egresswatch.api.components import WebComponents
 from egresswatch.api.feed import LiveFeed
 from egresswatch.api.guard import GuardPolicy
 from egresswatch.classify.catalog import load_catalog
 from egresswatch.store.database import open_reader
+from egresswatch.store.engine import make_engine, resolve_url
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
 GRACEFUL_SHUTDOWN = 2  # live streams never end by themselves
@@ -70,7 +75,24 @@ def build_components(options: WebOptions) -> WebComponents:
     """Raises StoreError when the store cannot be read (missing, unreadable, wrong schema)."""
     store = open_reader(options.db)
     guard = GuardPolicy(allowed_hosts(options.host, options.allow_hosts), options.token)
-    return WebComponents(store=store, feed=LiveFeed(store), guard=guard, catalog=load_catalog())
+    return WebComponents(
+        store=store,
+        feed=LiveFeed(store),
+        guard=guard,
+        commands=commands_for(resolve_url(options.db)),
+        catalog=load_catalog(),
+    )
+
+
+def commands_for(url: str) -> Commands:
+    """A writable engine for the few state changes, when this process may write the store."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and database and not database.startswith("file:"):
+        path = Path(database)
+        if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+            return Commands(None, f"{path} is read-only for this user")
+    return Commands(make_engine(url))
 
 
 def serve(components: WebComponents, options: WebOptions) -> None:
@@ -87,4 +109,5 @@ def serve(components: WebComponents, options: WebOptions) -> None:
     try:
         uvicorn.Server(config).run()
     finally:
+        components.commands.close()
         components.store.close()

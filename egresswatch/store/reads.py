@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Engine, Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from egresswatch.model import Alert
+from egresswatch.store.alerts import _alert as alert_from_row
 from egresswatch.store.queries import (
     EventFilter,
     StoredEvent,
@@ -22,6 +24,7 @@ from egresswatch.store.schema import (
     BLOCK_BITS,
     FLAG_KIND,
     KIND_CODES,
+    AlertRow,
     EventBlock,
     EventRow,
     Process,
@@ -124,3 +127,27 @@ def _later(since: float | None, floor: float | None) -> float | None:
     if since is None:
         return floor
     return since if floor is None else max(since, floor)
+
+
+def events_by_ids(engine: Engine, ids: list[int]) -> list[StoredEvent]:
+    """The events with these ids (those still stored), in id order."""
+    if not ids:
+        return []
+    with Session(engine) as conn:
+        query = _base_query().where(EventRow.id.in_(ids)).order_by(EventRow.id)
+        rows = list(conn.execute(query))
+        answers = _answers(conn, rows)
+    return [_stored(row, answers) for row in rows]
+
+
+def alerts_after(engine: Engine, last_id: int, limit: int = 500) -> list[Alert]:
+    """Alerts recorded after id `last_id`, oldest first: what a live view shows next."""
+    query = select(AlertRow).where(AlertRow.id > last_id).order_by(AlertRow.id).limit(limit)
+    with Session(engine) as conn:
+        return [alert_from_row(row) for row in conn.scalars(query)]
+
+
+def newest_alert_id(engine: Engine) -> int:
+    with engine.connect() as conn:
+        found = conn.execute(select(func.max(AlertRow.id))).scalar()
+    return 0 if found is None else int(found)

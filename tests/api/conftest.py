@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.server import WebServer, replay_into, sample_events, web_server, write_events
+from tests.api.server import (
+    WebServer,
+    replay_into,
+    sample_events,
+    web_server,
+    write_events,
+    write_sessions_and_alerts,
+)
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +26,9 @@ def corpus_db(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path) -> Pat
 @pytest.fixture(scope="session")
 def sample_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = tmp_path_factory.mktemp("sample") / "events.db"
-    write_events(db, sample_events(time.time()))
+    now = time.time()
+    write_events(db, sample_events(now))
+    write_sessions_and_alerts(db, now)
     return db
 
 

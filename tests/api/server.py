@@ -12,8 +12,16 @@ from pathlib import Path
 
 import httpx
 
-from egresswatch.model import Event
+from egresswatch.model import Alert, Event
 from egresswatch.store import open_store
+from egresswatch.store.alerts import record_alert
+from egresswatch.store.sessions import (
+    NewSession,
+    add_evidence,
+    close_session,
+    open_session,
+    writing,
+)
 from tests.store.factory import HOSTILE, dns_response, process, tls_hello
 
 START_TIMEOUT = 30.0
@@ -78,6 +86,35 @@ def sample_events(now: float) -> list[Event]:
     for i, name in enumerate(HOSTILE_NAMES):
         events.append(tls_hello(now - 1200 + i, name, hostile_proc, category="unknown"))
     return events
+
+
+def write_sessions_and_alerts(db: Path | str, now: float) -> None:
+    """A closed session with egress evidence and two alerts (one hostile), and an open one."""
+    store = open_store(str(db))
+    try:
+        engine = store.engine
+        events = store.query_events(limit=100)
+        hostile_ids = [
+            s.id
+            for s in events
+            if s.event.attribution.process and s.event.attribution.process.pid == 9001
+        ]
+        egress = NewSession(now - 1300, "manual", label=HOSTILE_NAMES[2], tools=("ollama",))
+        sid = writing(engine, lambda conn: open_session(conn, egress))
+        writing(engine, lambda conn: add_evidence(conn, sid, hostile_ids, now - 1100))
+        for alert in (
+            Alert("untrusted-destination", "high", now - 1150, HOSTILE_NAMES[0], session=sid,
+                  host=HOSTILE_NAMES[0], process=HOSTILE_NAMES[0], pid=9001),
+            Alert("egress-during-session", "medium", now - 1140, "egress while inference ran",
+                  session=sid, host=HOSTILE_NAMES[1]),
+        ):  # fmt: skip
+            writing(engine, lambda conn, a=alert: record_alert(conn, a))  # type: ignore[misc]
+        writing(engine, lambda conn: close_session(conn, sid, now - 1000))
+        writing(
+            engine, lambda conn: open_session(conn, NewSession(now - 60, "auto", tools=("ollama",)))
+        )
+    finally:
+        store.close()
 
 
 @dataclass
