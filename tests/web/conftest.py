@@ -11,7 +11,13 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from egresswatch.store import open_store
 from egresswatch.store.database import Store
-from tests.api.server import WebServer, sample_events, web_server, write_events
+from tests.api.server import (
+    WebServer,
+    sample_events,
+    web_server,
+    write_events,
+    write_sessions_and_alerts,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -40,7 +46,9 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture(scope="module")
 def live_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Store]]:
     db = tmp_path_factory.mktemp("web") / "events.db"
-    write_events(db, sample_events(time.time()))
+    now = time.time()
+    write_events(db, sample_events(now))
+    write_sessions_and_alerts(db, now)
     store = open_store(str(db))
     store.writer(batch_interval=0.02)
     yield db, store

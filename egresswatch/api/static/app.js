@@ -21,6 +21,8 @@ function route() {
   if (page === "destination") return views.destination(view, parts[1]);
   if (page === "process") return views.process(view, parts[1]);
   if (page === "tools") return views.tools(view);
+  if (page === "sessions") return views.sessions(view);
+  if (page === "session") return views.session(view, parts[1]);
   return views.overview(view, params);
 }
 
@@ -55,7 +57,7 @@ function theme() {
 function keys() {
   document.addEventListener("keydown", (ev) => {
     if (ev.target.closest("input, select, textarea") || ev.ctrlKey || ev.metaKey || ev.altKey) return;
-    const to = { o: "#/", e: "#/events", d: "#/destinations", t: "#/tools" }[ev.key];
+    const to = { o: "#/", e: "#/events", d: "#/destinations", t: "#/tools", s: "#/sessions" }[ev.key];
     if (to) { location.hash = to; view.focus(); }
     if (ev.key === "/") { const first = view.querySelector("input"); if (first) { ev.preventDefault(); first.focus(); } }
   });

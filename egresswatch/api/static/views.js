@@ -1,6 +1,6 @@
 // The dashboard's pages. Each renders into `view` from the JSON API; names are text nodes only.
 
-import { get, onLive } from "./api.js";
+import { get, onLive, post } from "./api.js";
 import { stackedBars } from "./chart.js";
 import { ago, clear, h, link, name, table, visible, when } from "./dom.js";
 
@@ -41,9 +41,14 @@ export async function overview(view, params) {
     params.get("since") ? h("a", { class: "button", href: "#/?" + new URLSearchParams({ group, range }) }, "Reset zoom") : null);
   const dests = h("div", {}, "Loading…");
   const latest = h("div", {}, "Loading…");
+  const alertBox = h("div", {}, "Loading…");
+  const sessionBox = h("div", {}, "Loading…");
   clear(view).append(h("h1", { class: "title" }, "Overview"),
     section("Egress timeline", controls, chartBox),
+    h("div", { class: "grid" }, section("Open alerts", alertBox), section("Sessions", sessionBox)),
     h("div", { class: "grid" }, section("Top destinations", dests), section("Latest events", latest)));
+  openAlerts(view, alertBox);
+  sessionList(sessionBox, 5);
   try {
     const line = await get("/api/timeline", { since, until, group });
     clear(chartBox).append(stackedBars(line, (a, b) => go("", { group, since: a, until: b })));
@@ -227,4 +232,109 @@ export async function tools(view) {
       h("p", {}, "Executables: ", t.executables.length ? t.executables.map((x, i) => [i ? ", " : "", name(x)]) : "—")));
   }
   view.append(grid);
+}
+
+
+const SEVERITY_ORDER = ["critical", "high", "medium", "low", "info"];
+
+function alertItem(a, onAck) {
+  const button = h("button", { type: "button", class: "ack", "aria-label": `Acknowledge alert ${a.id}` }, "Acknowledge");
+  const item = h("li", { class: `alert sev-${a.severity}`, "data-id": a.id },
+    h("span", { class: "sev" }, a.severity), " ", h("strong", {}, name(a.rule)), " ",
+    a.host ? h("a", { href: link("destination", a.host) }, name(a.host)) : null,
+    a.count > 1 ? h("span", { class: "muted" }, ` ×${a.count}`) : null,
+    h("div", { class: "msg" }, name(a.message)),
+    h("div", { class: "muted" }, when(a.time),
+      a.pid !== null ? [" · ", h("a", { href: link("process", a.pid) }, name(a.process), ` (${a.pid})`)] : null,
+      a.session !== null ? [" · ", h("a", { href: link("session", a.session) }, `session ${a.session}`)] : null),
+    button);
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try { await post(`/api/alerts/${a.id}/ack`); item.remove(); onAck(); }
+    catch (err) { button.disabled = false; item.append(failure(err)); }
+  });
+  return item;
+}
+
+async function openAlerts(view, box) {
+  let found;
+  try { found = await get("/api/alerts", { open: true, limit: 50 }); } catch (err) { clear(box).append(failure(err)); return; }
+  const list = h("ul", { class: "alerts", id: "open-alerts" });
+  const empty = h("p", { class: "muted" }, "No open alerts.");
+  const refresh = () => { empty.hidden = list.children.length > 0; };
+  const sorted = found.alerts.sort((x, y) => SEVERITY_ORDER.indexOf(x.severity) - SEVERITY_ORDER.indexOf(y.severity));
+  list.append(...sorted.map((a) => alertItem(a, refresh)));
+  clear(box).append(list, empty);
+  refresh();
+  liveAlerts(view, (a) => { if (!a.acknowledged) { list.prepend(alertItem(a, refresh)); refresh(); } });
+}
+
+function liveAlerts(view, fn) {
+  const route = view.dataset.route;
+  const stop = onLive((record, kind) => {
+    if (!view.isConnected || view.dataset.route !== route) { stop(); return; }
+    if (kind === "alert") fn(record);
+  });
+}
+
+function verdict(v) {
+  return h("span", { class: `verdict-badge ${v}` }, v);
+}
+
+async function sessionList(box, limit) {
+  let found;
+  try { found = await get("/api/sessions", { since: "30d" }); } catch (err) { clear(box).append(failure(err)); return; }
+  const start = h("button", { type: "button", id: "start-session" }, "Start a manual session");
+  start.addEventListener("click", async () => {
+    start.disabled = true;
+    try { await post("/api/sessions", {}); await sessionList(box, limit); }
+    catch (err) { start.disabled = false; box.append(failure(err)); }
+  });
+  const rows = found.sessions.slice(0, limit).map((s) => {
+    const stop = s.verdict === "open" ? h("button", { type: "button", "aria-label": `Stop session ${s.id}` }, "Stop") : null;
+    if (stop) stop.addEventListener("click", async () => {
+      stop.disabled = true;
+      try { await post(`/api/sessions/${s.id}/stop`); await sessionList(box, limit); }
+      catch (err) { stop.disabled = false; box.append(failure(err)); }
+    });
+    return h("tr", {},
+      h("td", {}, h("a", { href: link("session", s.id) }, `#${s.id}`)),
+      h("td", {}, when(s.start)), h("td", {}, s.end ? when(s.end) : "running"),
+      h("td", {}, s.trigger), h("td", {}, s.tools.length ? s.tools.map((t, i) => [i ? ", " : "", name(t)]) : (s.strict ? "all" : "LLM tools")),
+      h("td", {}, verdict(s.verdict)), h("td", { class: "num" }, s.egress), h("td", { class: "num" }, s.alerts),
+      h("td", {}, stop));
+  });
+  clear(box).append(rows.length ? table(["Session", "Started", "Ended", "Trigger", "Tools", "Verdict", "Egress", "Alerts", ""], rows, "Newest first")
+    : h("p", { class: "muted" }, "No sessions in the last 30 days."), h("p", {}, start));
+}
+
+export async function sessions(view) {
+  const box = h("div", {}, "Loading…");
+  clear(view).append(h("h1", { class: "title" }, "Sessions"), section("Inference sessions and their verdicts", box));
+  await sessionList(box, 200);
+}
+
+export async function session(view, id) {
+  clear(view).append(h("h1", { class: "title" }, `Session ${id}`));
+  let report;
+  try { report = await get(`/api/sessions/${encodeURIComponent(id)}/report`); } catch (err) { view.append(failure(err)); return; }
+  const s = report.session;
+  view.append(section(["Verdict: ", verdict(s.verdict)], h("dl", { class: "facts" },
+    h("dt", {}, "Started"), h("dd", {}, when(s.start)),
+    h("dt", {}, "Ended"), h("dd", {}, s.end ? when(s.end) : "running"),
+    h("dt", {}, "Trigger"), h("dd", {}, s.trigger, s.strict ? " (strict: every process)" : ""),
+    h("dt", {}, "Tools"), h("dd", {}, s.tools.length ? s.tools.map((t, i) => [i ? ", " : "", name(t)]) : "LLM tools"),
+    h("dt", {}, "Label"), h("dd", {}, name(s.label)),
+    h("dt", {}, "Model"), h("dd", {}, name(s.model)),
+    h("dt", {}, "Serving"), h("dd", {}, s.serving.length ? s.serving.map((p, i) => [i ? ", " : "", name(p.name), ` (${p.pid})`]) : "—"),
+    h("dt", {}, "Egress events"), h("dd", {}, s.egress)),
+    h("p", {}, "Download: ", h("a", { href: `/api/sessions/${s.id}/report?format=md` }, "Markdown"), " · ",
+      h("a", { href: `/api/sessions/${s.id}/report?format=html` }, "HTML"), " · ",
+      h("a", { href: `/api/sessions/${s.id}/report?format=json` }, "JSON"))));
+  view.append(section(`Alerts (${report.alerts.length})`, report.alerts.length
+    ? h("ul", { class: "alerts" }, report.alerts.map((a) => h("li", { class: `alert sev-${a.severity}` },
+      h("span", { class: "sev" }, a.severity), " ", h("strong", {}, name(a.rule)), h("div", { class: "msg" }, name(a.message)))))
+    : h("p", { class: "muted" }, "None.")));
+  view.append(section(`Evidence (${report.evidence_total} events)`,
+    table(EVENT_HEADERS, report.evidence.map(eventRow), "Egress while the session ran")));
 }
