@@ -1,10 +1,11 @@
 """What the web app is built from: the composition root hands these to `create_app`."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from egresswatch.api.commands import Commands
 from egresswatch.api.feed import LiveFeed
 from egresswatch.api.guard import GuardPolicy
+from egresswatch.api.timeline_cache import TimelineCache
 from egresswatch.classify.catalog import Catalog
 from egresswatch.store.database import Store
 
@@ -19,3 +20,4 @@ class WebComponents:
     commands: Commands
     catalog: Catalog | None = None
     stale_after: float = STALE_AFTER
+    timelines: TimelineCache = field(default_factory=TimelineCache)

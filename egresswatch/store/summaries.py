@@ -203,7 +203,7 @@ def _tool_executables(conn: Session) -> dict[str, list[str]]:
         .order_by(Executable.path)
     )
     found: dict[str, list[str]] = defaultdict(list)
-    for tool, path in conn.execute(query).tuples():
+    for tool, path in conn.execute(query):
         if tool is not None and path is not None:
             found[tool].append(path)
     return found

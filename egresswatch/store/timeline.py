@@ -11,8 +11,8 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, Engine, Integer, Select, cast, func, select
 from sqlalchemy.orm import Session
 
-from egresswatch.store.schema import Destination, EventRow, Hostname, Label, Process
-from egresswatch.store.window import id_bounds, in_ids
+from egresswatch.store.schema import Destination, EventBlock, EventRow, Hostname, Label, Process
+from egresswatch.store.window import id_bounds, in_ids, newest_ts
 
 Bucket = Literal["minute", "hour", "day"]
 Group = Literal["tool", "category", "host", "process"]
@@ -57,16 +57,38 @@ def timeline(
     """Counts of events with since <= ts < until per bucket and group; the `max_groups`
     busiest groups are kept by name, the rest are added up as "(other)".
     """
-    width = WIDTHS[bucket]
-    key = _KEYS[group]
+    counts = slot_counts(engine, since, until, WIDTHS[bucket], group)
+    return fold(bucket, since, until, counts, max_groups)
+
+
+SlotCounts = Counter[tuple[int, str | None]]
+
+
+def slot_counts(engine: Engine, since: float, until: float, width: int, group: Group) -> SlotCounts:
+    """Events with since <= ts < until counted per (bucket number, group name)."""
     with Session(engine) as conn:
-        counts = _counts(conn, since, until, width, key)
+        counts = _counts(conn, since, until, width, _KEYS[group])
         names = _names(conn, group, {k for _, k in counts})
-    merged: Counter[tuple[int, str | None]] = Counter()
+    merged: SlotCounts = Counter()
     for (slot, k), n in counts.items():
         merged[(slot, names.get(k) if k is not None else None)] += n
-    groups, points = _folded(merged, width, max_groups)
+    return merged
+
+
+def fold(
+    bucket: Bucket, since: float, until: float, counts: SlotCounts, max_groups: int = 10
+) -> Timeline:
+    """A Timeline from slot counts: the `max_groups` busiest groups by name, then "(other)"."""
+    width = WIDTHS[bucket]
+    groups, points = _folded(counts, width, max_groups)
     return Timeline(bucket, width, since, until, groups, points)
+
+
+def store_marks(engine: Engine) -> tuple[int | None, float | None]:
+    """(oldest block, newest event ts): when the first changes, retention removed events."""
+    with engine.connect() as conn:
+        oldest = conn.execute(select(func.min(EventBlock.block))).scalar()
+        return (None if oldest is None else int(oldest)), newest_ts(conn)
 
 
 _KEYS: dict[Group, Any] = {
@@ -90,7 +112,7 @@ def _counts(
         .where(in_ids(bounds), EventRow.ts >= since, EventRow.ts < until)
         .group_by(slot, key)
     )
-    for number, k, n in conn.execute(query).tuples():
+    for number, k, n in conn.execute(query):
         found[(int(number), k)] += int(n)
     return found
 
@@ -128,7 +150,7 @@ def _folded(
     totals: Counter[str | None] = Counter()
     for (_, name), n in merged.items():
         totals[name] += n
-    ranked = [name for name, _ in totals.most_common()]
+    ranked = sorted(totals, key=lambda g: (-totals[g], g is None, g or ""))  # ties: by name
     kept = set(ranked[:max_groups])
     points: dict[tuple[int, str | None], int] = defaultdict(int)
     for (slot, name), n in merged.items():

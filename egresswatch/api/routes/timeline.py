@@ -9,7 +9,7 @@ from egresswatch.api.deps import Components, when
 from egresswatch.api.mapping import timeline_out
 from egresswatch.api.routes.events import TIME_HELP
 from egresswatch.api.schemas import TimelineOut
-from egresswatch.store.timeline import MAX_BUCKETS, WIDTHS, auto_bucket, timeline
+from egresswatch.store.timeline import MAX_BUCKETS, WIDTHS, auto_bucket
 
 router = APIRouter(tags=["timeline"])
 DEFAULT_SPAN = 86400.0
@@ -34,5 +34,5 @@ def get_timeline(
     chosen = auto_bucket(end - start) if bucket == "auto" else bucket
     if (end - start) / WIDTHS[chosen] > MAX_BUCKETS:
         raise HTTPException(400, f"more than {MAX_BUCKETS} {chosen} buckets: use a wider bucket")
-    found = timeline(web.store.engine, start, end, bucket=chosen, group=group)
+    found = web.timelines.timeline(web.store.engine, start, end, bucket=chosen, group=group)
     return timeline_out(found, group)
