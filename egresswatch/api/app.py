@@ -28,6 +28,7 @@ from egresswatch.api.routes import (
     tools,
 )
 from egresswatch.api.routes import timeline as timeline_route
+from egresswatch.api.schemas import ErrorOut
 
 ROUTERS = (
     health.router,
@@ -65,6 +66,7 @@ def create_app(components: WebComponents) -> FastAPI:
         docs_url=None,  # Swagger UI loads scripts from a CDN and runs inline script
         redoc_url=None,
         lifespan=lifespan,
+        responses={503: {"model": ErrorOut, "description": "the store cannot be read"}},
     )
     app.state.components = components
     registry = CollectorRegistry(auto_describe=False)

@@ -1,7 +1,8 @@
 """The live feed: one thread notices newly stored events and fans them out to SSE clients.
 
 For SQLite it watches the database and WAL files' size and mtime (a stat, not a query) and
-reads only when they changed; other backends are asked for rows after the last id once a second.
+reads when they changed, and once a second anyway; other backends are read once a second. A
+read is one range of rowids after the last one seen.
 Each subscriber has a bounded queue; one that falls behind loses items and is told so.
 """
 
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 WATCH_INTERVAL = 0.05  # a stat of two files: cheap enough for sub-second delivery
 POLL_INTERVAL = 1.0  # backends without files to watch
+BACKSTOP = 1.0  # read at least this often anyway (file times can be coarse): one rowid range
 SUBSCRIBER_QUEUE = 2000
 BATCH = 500
 
@@ -84,11 +86,18 @@ class LiveFeed:
     def _run(self) -> None:
         interval = WATCH_INTERVAL if self._files else POLL_INTERVAL
         seen: tuple[int, ...] | None = None
+        due = 0  # ticks left to read: a change is read twice (see below)
+        idle = 0.0
         while not self._stop.wait(interval):
             now = _signature(self._files)
-            if self._files and now == seen:
+            idle += interval
+            if now != seen:
+                # The WAL grows a moment before the commit is visible to readers: read on this
+                # tick and the next, so a commit caught half-way is not missed.
+                seen, due = now, 2
+            if due == 0 and idle < BACKSTOP:
                 continue
-            seen = now
+            due, idle = max(0, due - 1), 0.0
             try:
                 self._publish_new()
             except SQLAlchemyError as err:  # the store may be busy or migrating: retry next tick

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from egresswatch.api.deps import Components, when
 from egresswatch.api.mapping import alert_out
-from egresswatch.api.routes.events import TIME_HELP
+from egresswatch.api.routes.events import TIME_HELP, TIME_PATTERN
 from egresswatch.api.schemas import AckOut, AlertsOut, ErrorOut, Severity
 from egresswatch.store.alerts import AlertFilter, list_alerts
 
@@ -18,7 +18,9 @@ router = APIRouter(tags=["alerts"])
 class AlertParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    since: str | None = Field(default=None, max_length=64, description=TIME_HELP)
+    since: str | None = Field(
+        default=None, max_length=64, pattern=TIME_PATTERN, description=TIME_HELP
+    )
     severity: Severity | None = Field(default=None, description="this severity or higher")
     session: int | None = Field(default=None, ge=0)
     open: bool = Field(default=False, description="only alerts not yet acknowledged")

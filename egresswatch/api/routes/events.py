@@ -13,6 +13,7 @@ from egresswatch.store.reads import Cursor, EventQuery, page_events
 
 router = APIRouter(tags=["events"])
 TIME_HELP = "epoch seconds, ISO 8601 (UTC unless offset), or an age such as 15m, 24h, 7d"
+TIME_PATTERN = r"^(\d+(\.\d+)?[smhdw]?|\d{4}-\d{2}-\d{2}([T ][0-9:.]+)?(Z|[+-]\d{2}:?\d{2})?)$"
 
 
 class EventParams(BaseModel):
@@ -20,8 +21,12 @@ class EventParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    since: str | None = Field(default=None, max_length=64, description=TIME_HELP)
-    until: str | None = Field(default=None, max_length=64, description=TIME_HELP + " (exclusive)")
+    since: str | None = Field(
+        default=None, max_length=64, pattern=TIME_PATTERN, description=TIME_HELP
+    )
+    until: str | None = Field(
+        default=None, max_length=64, pattern=TIME_PATTERN, description=TIME_HELP + " (exclusive)"
+    )
     kind: Kind | None = None
     tool: str | None = Field(default=None, max_length=256)
     category: str | None = Field(default=None, max_length=64)

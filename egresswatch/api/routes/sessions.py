@@ -8,7 +8,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from egresswatch.api.deps import Components, when
 from egresswatch.api.mapping import alert_out, event_out, session_out
 from egresswatch.api.report import report_html, report_markdown
-from egresswatch.api.routes.events import TIME_HELP
+from egresswatch.api.routes.events import TIME_HELP, TIME_PATTERN
 from egresswatch.api.schemas import (
     ErrorOut,
     SessionOut,
@@ -28,7 +28,9 @@ SessionId = Annotated[int, Path(ge=1)]
 @router.get("/api/sessions", response_model=SessionsOut, responses={400: {"model": ErrorOut}})
 def list_sessions_route(
     web: Components,
-    since: Annotated[str | None, Query(max_length=64, description=TIME_HELP)] = "7d",
+    since: Annotated[
+        str | None, Query(max_length=64, pattern=TIME_PATTERN, description=TIME_HELP)
+    ] = "7d",
     only_open: Annotated[bool, Query(alias="open")] = False,
 ) -> SessionsOut:
     """Sessions started since `since` or still open, newest first, with their verdicts."""

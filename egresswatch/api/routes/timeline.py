@@ -7,19 +7,23 @@ from fastapi import APIRouter, HTTPException, Query
 
 from egresswatch.api.deps import Components, when
 from egresswatch.api.mapping import timeline_out
-from egresswatch.api.routes.events import TIME_HELP
-from egresswatch.api.schemas import TimelineOut
+from egresswatch.api.routes.events import TIME_HELP, TIME_PATTERN
+from egresswatch.api.schemas import ErrorOut, TimelineOut
 from egresswatch.store.timeline import MAX_BUCKETS, WIDTHS, auto_bucket
 
 router = APIRouter(tags=["timeline"])
 DEFAULT_SPAN = 86400.0
 
 
-@router.get("/api/timeline", response_model=TimelineOut)
+@router.get("/api/timeline", response_model=TimelineOut, responses={400: {"model": ErrorOut}})
 def get_timeline(
     web: Components,
-    since: Annotated[str | None, Query(description=TIME_HELP + "; default 24h")] = None,
-    until: Annotated[str | None, Query(description=TIME_HELP + "; default now")] = None,
+    since: Annotated[
+        str | None, Query(pattern=TIME_PATTERN, description=TIME_HELP + "; default 24h")
+    ] = None,
+    until: Annotated[
+        str | None, Query(pattern=TIME_PATTERN, description=TIME_HELP + "; default now")
+    ] = None,
     bucket: Literal["auto", "minute", "hour", "day"] = "auto",
     group: Literal["tool", "category", "host", "process"] = "tool",
 ) -> TimelineOut:
