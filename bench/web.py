@@ -170,8 +170,9 @@ def sse_figures(db: Path, base: str) -> None:
     store = open_store(str(db))
     writer = store.writer(batch_interval=0.05)
     rng, procs = random.Random(3), processes(4)
+    run = f"{time.time():.0f}"  # a reused store holds earlier runs' hosts
     for i in range(SSE_EVENTS):
-        host = f"sse{i}.bench.example"
+        host = f"sse{i}-{run}.bench.example"
         event = make_event(rng, time.time(), procs, [host])
         committed[host] = time.perf_counter()
         writer.submit(event)

@@ -50,6 +50,7 @@ class EventQuery:
     kind: str | None = None
     pid: int | None = None
     process: str | None = None
+    ids: tuple[int, ...] | None = None  # only these events (e.g. a session's evidence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,7 @@ def page_events(
 ) -> EventPage:
     """Up to `limit` events matching `query`, newest first, older than `after` when given."""
     limit = max(1, min(limit, MAX_PAGE))
-    if query.kind is not None and query.kind not in KIND_CODES:
+    if (query.kind is not None and query.kind not in KIND_CODES) or query.ids == ():
         return EventPage([], None)
     with Session(engine) as conn:
         probe = _narrowed(_base_query().with_only_columns(EventRow.ts), query, after)
@@ -115,6 +116,8 @@ def _narrowed(query: Select[Any], browse: EventQuery, after: Cursor | None) -> S
         conds.append(Process.pid == browse.pid)
     if browse.process is not None:
         conds.append(Process.name == browse.process)
+    if browse.ids is not None:
+        conds.append(EventRow.id.in_(browse.ids))
     if after is not None:
         conds.append(
             or_(EventRow.ts < after.ts, and_(EventRow.ts == after.ts, EventRow.id < after.id))

@@ -1,15 +1,23 @@
 """/api/alerts (+ ack), /api/sessions (+ start, stop) and the session report on a real store."""
 
-import os
 import re
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 
-from tests.api.server import HOSTILE_NAMES, WebServer, web_server
+from egresswatch.api.app import create_app
+from egresswatch.api.commands import Commands
+from egresswatch.api.components import WebComponents
+from egresswatch.api.feed import LiveFeed
+from egresswatch.api.guard import GuardPolicy
+from egresswatch.store import open_reader
+from tests.api.server import HOSTILE_NAMES, WebServer, free_port, web_server
 
 
 @pytest.fixture
@@ -61,6 +69,11 @@ def test_session_report_in_json_markdown_and_html(sample_web: WebServer) -> None
         page = client.get(f"/api/sessions/{sid}/report", params={"format": "html"})
     assert report["session"]["verdict"] == "egress" and len(report["alerts"]) == 2
     assert report["evidence_total"] == len(report["evidence"]) == len(HOSTILE_NAMES)
+    with sample_web.client() as client:
+        by_session = client.get("/api/events", params={"session": sid}).json()["events"]
+        none = client.get("/api/events", params={"session": 999}).json()["events"]
+    assert sorted(e["event_id"] for e in by_session) == [e["event_id"] for e in report["evidence"]]
+    assert none == []
     assert md.headers["content-type"].startswith("text/markdown")
     assert re.search(r"(?<!\\)[<>]", md.text) is None  # every angle bracket is escaped
     assert "\\<img src\\=x onerror\\=" in md.text
@@ -69,16 +82,31 @@ def test_session_report_in_json_markdown_and_html(sample_web: WebServer) -> None
     assert "script-src 'self'" in page.headers["content-security-policy"]
 
 
-def test_a_read_only_web_process_refuses_changes_and_says_why(
-    sample_db: Path, tmp_path: Path
-) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root can write any file; the lab test covers the unprivileged web user")
-    db = tmp_path / "ro" / "events.db"
-    db.parent.mkdir()
-    shutil.copy(sample_db, db)
-    db.chmod(0o444)
-    db.parent.chmod(0o555)
-    with web_server(db) as server:
-        refused = httpx.post(server.url + "/api/sessions", headers={"Origin": server.url})
-    assert refused.status_code == 503 and "read-only" in refused.json()["detail"]
+def test_a_web_process_that_cannot_write_refuses_changes_and_says_why(sample_db: Path) -> None:
+    """The app as `egresswatch run`'s unprivileged child builds it: commands without an engine."""
+    store = open_reader(str(sample_db))
+    components = WebComponents(
+        store=store,
+        feed=LiveFeed(store),
+        guard=GuardPolicy(frozenset({"127.0.0.1"})),
+        commands=Commands(None, "events.db is read-only"),
+    )
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(components), port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        base = f"http://127.0.0.1:{port}"
+        refused = httpx.post(base + "/api/sessions", headers={"Origin": base})
+        listed = httpx.get(base + "/api/sessions")
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        store.close()
+    assert refused.status_code == 503 and refused.json() == {
+        "error": "store_unavailable",
+        "detail": "this web process cannot change the store: events.db is read-only",
+    }
+    assert listed.status_code == 200

@@ -10,8 +10,10 @@ from egresswatch.api.mapping import encode_cursor, event_out
 from egresswatch.api.schemas import ErrorOut, EventPageOut, Kind
 from egresswatch.store.queries import EventFilter
 from egresswatch.store.reads import Cursor, EventQuery, page_events
+from egresswatch.store.sessions import evidence_ids
 
 router = APIRouter(tags=["events"])
+MAX_SESSION_EVENTS = 20_000  # the newest evidence of a session, as one IN list
 TIME_HELP = "epoch seconds, ISO 8601 (UTC unless offset), or an age such as 15m, 24h, 7d"
 TIME_PATTERN = r"^(\d+(\.\d+)?[smhdw]?|\d{4}-\d{2}-\d{2}([T ][0-9:.]+)?(Z|[+-]\d{2}:?\d{2})?)$"
 
@@ -33,6 +35,7 @@ class EventParams(BaseModel):
     host: str | None = Field(default=None, max_length=300, description="host or a name under it")
     pid: int | None = Field(default=None, ge=0, le=2**31)
     process: str | None = Field(default=None, max_length=256, description="process name")
+    session: int | None = Field(default=None, ge=1, description="only this session's evidence")
     limit: int = Field(default=100, ge=1, le=1000)
     cursor: str | None = Field(default=None, max_length=200, description="`next` of the last page")
 
@@ -48,9 +51,12 @@ def list_events(web: Components, params: Annotated[EventParams, Query()]) -> Eve
         host=params.host,
     )
     after = cursor(params.cursor)
+    ids = None
+    if params.session is not None:
+        ids = tuple(evidence_ids(web.store.engine, params.session)[-MAX_SESSION_EVENTS:])
     page = page_events(
         web.store.engine,
-        EventQuery(base=base, kind=params.kind, pid=params.pid, process=params.process),
+        EventQuery(base=base, kind=params.kind, pid=params.pid, process=params.process, ids=ids),
         params.limit,
         None if after is None else Cursor(*after),
     )
