@@ -26,6 +26,7 @@ from egresswatch.config import Settings, SinkSettings
 from egresswatch.counters import Counters
 from egresswatch.errors import StoreError
 from egresswatch.fanout import FanOut, classify_event
+from egresswatch.heartbeat import Heartbeat
 from egresswatch.model import Event, Severity
 from egresswatch.pipeline import ObservationDecoder
 from egresswatch.sessions.tracker import SessionTracker
@@ -93,9 +94,12 @@ class Service:
     delivery: Delivery
     feed: Bus[object]
     transfers: TcpCloseWatch
+    heartbeat: Heartbeat | None = None
 
     def run(self, stop: threading.Event) -> None:
         self.retention.start()
+        if self.heartbeat is not None:
+            self.heartbeat.start()
         self.delivery.start()
         self.alerts.start()
         if self.transfers.open():
@@ -182,6 +186,8 @@ def build_service(
     decoder = ObservationDecoder(emit_flows=True, on_request=alerts.offer_request)
     agent = Agent(capture, attributor, fanout, decoder=decoder)
     retention = RetentionTimer(store, settings, stop)
-    return Service(
+    service = Service(
         capture, agent, recorder, retention, store, fanout, alerts, delivery, feed, transfers
     )
+    service.heartbeat = Heartbeat(store, service.counters, capture.queue.qsize, stop)
+    return service

@@ -74,6 +74,7 @@ case "$mode" in
   test)
     need_root
     apt_install libpcap0.8 iproute2 curl dnsutils openssl tcpdump ca-certificates
+    apt_install chromium  # tests/web drive Debian's chromium with Playwright (no browser download)
     python_env "[test]"
     link_command
     start_postgres

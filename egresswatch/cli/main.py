@@ -25,6 +25,7 @@ from egresswatch.cli import (
     session_cmd,
     store_cmd,
     tools_cmd,
+    web_cmd,
 )
 from egresswatch.cli.version import version_line
 
@@ -66,7 +67,7 @@ def _root(
 
 for _module in (
     run_cmd, agent_cmd, replay_cmd, classify_cmd, events_cmd, store_cmd, demo_cmd,
-    session_cmd, alerts_cmd, report_cmd, tools_cmd,
+    session_cmd, alerts_cmd, report_cmd, tools_cmd, web_cmd,
 ):  # fmt: skip
     _module.register(app)
 

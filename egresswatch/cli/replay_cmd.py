@@ -21,7 +21,7 @@ from rich.progress import (
 from egresswatch.capture.pcapfile import read_frames
 from egresswatch.cli.tables import Column, render
 from egresswatch.counters import Counters
-from egresswatch.errors import CaptureError
+from egresswatch.errors import CaptureError, ConfigError, StoreError
 from egresswatch.model import Observation
 from egresswatch.output import for_rich, summary_host, write_jsonl
 from egresswatch.pipeline import ObservationDecoder
@@ -168,21 +168,44 @@ def replay(
     as_json: Annotated[
         bool, typer.Option("--json", help="Same as --format jsonl (docs/replay-jsonl.md).")
     ] = False,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="Store the events (unknown:offline, classified) here instead."),
+    ] = None,
 ) -> None:
     """Decode captures and print the DNS, TLS and QUIC metadata they hold (never payloads)."""
     stderr = Console(stderr=True)
     counters = Counters()
     observations = _with_progress(files, counters, stderr)
     try:
-        if fmt is OutputFormat.jsonl or as_json:
+        if db is not None:
+            emitted = _store_offline(observations, db, counters)
+        elif fmt is OutputFormat.jsonl or as_json:
             emitted = write_jsonl(observations, sys.stdout)
         else:
             emitted = _print_table(observations, Console(highlight=False))
-    except CaptureError as err:
+    except (CaptureError, StoreError, ConfigError) as err:
         stderr.print(f"[red]error:[/] {for_rich(str(err))}")
         raise typer.Exit(2) from err
     if not quiet:
         _print_summary(counters, emitted, stderr)
+
+
+def _store_offline(observations: Iterator[Observation], db: str, counters: Counters) -> int:
+    """Stores the observations as offline events; returns how many the store accepted."""
+    from egresswatch.classify.catalog import load_catalog
+    from egresswatch.offline import offline_events, record_events
+    from egresswatch.store.database import open_store
+
+    store = open_store(db)
+    try:
+        writer = store.writer()
+        stored = record_events(offline_events(observations, load_catalog()), writer)
+        for name, value in writer.counters().items():
+            counters.add(name, value)
+    finally:
+        store.close()
+    return stored
 
 
 def register(app: typer.Typer) -> None:

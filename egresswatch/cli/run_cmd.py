@@ -19,11 +19,12 @@ if TYPE_CHECKING:
     from egresswatch.config import Settings
     from egresswatch.daemon import Service
     from egresswatch.store.database import Store
+    from egresswatch.webproc import WebProcess
 
 _DRIVER_PREFIX = re.compile(r"\(\w+(?:\.\w+)*\) ")  # "(sqlite3.OperationalError) "
 
 
-def run(
+def run(  # noqa: PLR0917 - typer maps each option to a parameter
     db: Annotated[
         str | None,
         typer.Option("--db", help="SQLAlchemy URL or SQLite path. Default: the standard path."),
@@ -38,6 +39,10 @@ def run(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Print every internal counter at the end.")
     ] = False,
+    no_web: Annotated[
+        bool, typer.Option("--no-web", help="Do not start the dashboard (egresswatch web).")
+    ] = False,
+    web_port: Annotated[int, typer.Option("--web-port", min=1, max=65535)] = 8765,
 ) -> None:
     """Run the monitor: capture live, name the process and destination of every flow, store it.
 
@@ -68,7 +73,12 @@ def run(
         soft_wrap=True,
         highlight=False,
     )
-    _run_with_status(service, tally, stop, stderr, verbose)
+    web = None if no_web else _start_web(settings.store.url, web_port, stderr)
+    try:
+        _run_with_status(service, tally, stop, stderr, verbose)
+    finally:
+        if web is not None:
+            web.stop()
 
 
 def _prepare(
@@ -133,6 +143,20 @@ def _run_with_status(
         for name, value in counters.items():
             if value:
                 stderr.print(f"  {for_rich(name)}: {value}", highlight=False)
+
+
+def _start_web(url: str | None, port: int, stderr: Console) -> "WebProcess | None":
+    """The dashboard as an unprivileged child process; a failure to start it is reported."""
+    from egresswatch.store.engine import resolve_url
+    from egresswatch.webproc import start_web
+
+    try:
+        web = start_web(resolve_url(url), "127.0.0.1", port)
+    except (OSError, LookupError) as err:
+        stderr.print(f"[yellow]warning:[/] dashboard not started: {for_rich(str(err))}")
+        return None
+    stderr.print(f"egresswatch: dashboard at {web.url} (running as {for_rich(web.user)})")
+    return web
 
 
 def register(app: typer.Typer) -> None:

@@ -1,6 +1,6 @@
 """The event store: SQLite by default or PostgreSQL (a fleet); one writer thread, Alembic schema."""
 
-from egresswatch.store.database import Store, open_store
+from egresswatch.store.database import Store, open_reader, open_store
 from egresswatch.store.queries import EventFilter, StoredEvent, StoreStats
 from egresswatch.store.retention import RetentionResult
 from egresswatch.store.writer import EventWriter
@@ -12,5 +12,6 @@ __all__ = [
     "Store",
     "StoreStats",
     "StoredEvent",
+    "open_reader",
     "open_store",
 ]

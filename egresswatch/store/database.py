@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from egresswatch.errors import StoreError
 from egresswatch.store import export as export_mod
 from egresswatch.store import migrate
-from egresswatch.store.engine import make_engine, resolve_url
+from egresswatch.store.engine import make_engine, make_reader_engine, resolve_url
 from egresswatch.store.queries import (
     EventFilter,
     StoredEvent,
@@ -101,6 +101,42 @@ def open_store(url: str | None = None, *, upgrade: bool = True) -> Store:
                 f"cannot open the event store {where}: {reason}{_hint(engine)}"
             ) from exc
     return Store(engine)
+
+
+def open_reader(url: str | None = None) -> Store:
+    """Open the store at `url` for reading only: it is never created, migrated or written.
+
+    Raises StoreError when it is missing, unreadable, or its schema is not the one this
+    egresswatch reads (then it names both revisions and the command that migrates).
+    """
+    engine = make_reader_engine(resolve_url(url))
+    try:
+        check_at_head(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return Store(engine)
+
+
+def check_at_head(engine: Engine) -> None:
+    """StoreError unless the database's schema revision is the newest one shipped."""
+    where = engine.url.render_as_string(hide_password=True)
+    try:
+        current = migrate.current_revision(engine)
+    except SQLAlchemyError as exc:
+        reason = str(exc.orig if hasattr(exc, "orig") else exc).splitlines()[0]
+        raise StoreError(f"cannot read the event store {where}: {reason}") from exc
+    head = migrate.head_revision(engine)
+    if current == head:
+        return
+    if current is None:
+        raise StoreError(
+            f"{where} is not an egresswatch store yet (no schema): run `egresswatch db upgrade`"
+        )
+    raise StoreError(
+        f"the event store {where} is at schema revision {current}, this egresswatch reads "
+        f"{head}: run `egresswatch db upgrade --db ...` (as the user that owns it)"
+    )
 
 
 def _hint(engine: Engine) -> str:

@@ -95,3 +95,34 @@ def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+def make_reader_engine(url: str) -> Engine:
+    """An engine that cannot write: SQLite opened with mode=ro (no directory made, no file
+    created); other backends as usual (the connecting role's grants decide).
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"unusable database URL {_redacted(url)}: {exc}") from exc
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database.startswith("file:"):
+        return make_engine(url)
+    if not database or database == ":memory:" or not Path(database).exists():
+        raise StoreError(f"no event store at {database or url} (start the agent, or pass --db)")
+    uri = f"file:{Path(database).resolve()}?mode=ro"
+    engine = create_engine(
+        url,
+        creator=lambda: sqlite3.connect(
+            uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
+        ),
+    )
+    event.listen(engine, "connect", _reader_pragmas)
+    return engine
+
+
+def _reader_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA query_only=ON")
+    cur.close()

@@ -9,7 +9,7 @@ from typing import Any, TextIO
 from sqlalchemy import Engine
 
 from egresswatch.errors import StoreError
-from egresswatch.output import event_to_dict, to_json_line
+from egresswatch.record import event_to_dict, to_json_line
 from egresswatch.store.queries import EventFilter, StoredEvent, iter_events
 
 FORMATS = ("jsonl", "csv")

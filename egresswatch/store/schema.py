@@ -318,3 +318,16 @@ class AlertRow(Base):
     message: Mapped[str] = mapped_column(Text)
     acknowledged: Mapped[bool] = mapped_column(Boolean)
     dedup_key: Mapped[str] = mapped_column(Text, unique=True)
+
+
+class AgentStatusRow(Base):
+    """The running agent's health, rewritten every few seconds, for the web process to read."""
+
+    __tablename__ = "agent_status"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    pid: Mapped[int] = mapped_column(Integer)
+    started: Mapped[float] = mapped_column(Float)
+    updated: Mapped[float] = mapped_column(Float)
+    last_event_ts: Mapped[float | None] = mapped_column(Float)
+    queue_depth: Mapped[int] = mapped_column(Integer)
+    counters: Mapped[str] = mapped_column(Text)  # JSON {name: value}

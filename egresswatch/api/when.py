@@ -1,0 +1,33 @@
+"""Times in query strings: epoch seconds, ISO 8601 (UTC unless an offset is given), or an age
+such as 15m, 24h or 7d (that long before now).
+"""
+
+import math
+import re
+from datetime import UTC, datetime
+
+_AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_when(text: str, now: float) -> float:
+    """ValueError with the reason when `text` is none of the accepted forms."""
+    text = text.strip()
+    age = _AGE.match(text)
+    if age:
+        return now - float(age.group(1)) * _UNIT_SECONDS[age.group(2)]
+    try:
+        value = float(text)
+    except ValueError:
+        value = _iso(text)
+    if not math.isfinite(value):
+        raise ValueError(f"not a finite time: {text!r}")
+    return value
+
+
+def _iso(text: str) -> float:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not an epoch, ISO 8601 time or age like 15m: {text[:64]!r}") from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
