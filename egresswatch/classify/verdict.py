@@ -1,0 +1,182 @@
+"""Classification that generalises: one category per destination and how it was decided.
+
+Order of evidence, strongest first: a local address or name (`address`); a catalog row, the role
+fitting the tool that reached the host when known (`catalog`); a catalogued name on the host's
+CNAME chain (`cname`); the known vendor's profile, sharpened by the host's words (`vendor`); the
+public AI-service list (`vendor`); the host's words alone (`heuristic`). Pure and never raises.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from egresswatch.classify.context import role_for_tool
+from egresswatch.classify.cues import CUE_CATEGORIES, Cue, host_words, label_cue, weak_cue
+from egresswatch.classify.destinations import Classification, normalise_host
+from egresswatch.classify.locality import address_locality, name_locality
+from egresswatch.classify.publiclist import LIST_NAME, DomainList
+from egresswatch.classify.vendors import VendorProfile, build_profiles
+
+if TYPE_CHECKING:  # the catalog builds its classifier from this module
+    from egresswatch.classify.catalog import Catalog
+
+SOURCES = ("address", "catalog", "cname", "vendor", "heuristic", "behaviour", "none")
+# How much each kind of evidence is trusted (figures measured in bench/classify.py).
+CONFIDENCE = {
+    "address": 1.0,
+    "catalog": 0.95,
+    "catalog-tool": 1.0,
+    "cname": 0.85,
+    "vendor-cue": 0.75,
+    "vendor": 0.6,
+    "list-cue": 0.6,
+    "list": 0.5,
+    "heuristic": 0.4,
+    "none": 0.0,
+}
+MAX_CHAIN = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A destination's category, how it was decided (`source`), and how sure (`confidence`).
+
+    `matched` is the evidence: the catalog pattern, "alias->pattern" for a CNAME, the vendor
+    domain or list entry, or the cue word; `purpose` and `citation` come from the catalog role.
+    """
+
+    host: str | None
+    category: str
+    source: str
+    confidence: float
+    matched: str | None = None
+    purpose: str = ""
+    citation: str = ""
+    registrable_domain: str | None = None
+
+
+class DestinationClassifier:
+    """The catalog plus what generalises beyond it; build once, share between threads."""
+
+    __slots__ = ("_ai_list", "_catalog", "_profiles")
+
+    def __init__(self, catalog: "Catalog", ai_list: DomainList | None = None) -> None:
+        self._catalog = catalog
+        self._profiles = build_profiles(catalog.entries, catalog.registrable_domain)
+        self._ai_list = ai_list
+
+    @property
+    def catalog(self) -> "Catalog":
+        return self._catalog
+
+    def profile(self, domain: str | None) -> VendorProfile | None:
+        return self._profiles.get(domain) if domain else None
+
+    def classify_destination(
+        self,
+        host: str | None,
+        *,
+        tool: str | None = None,
+        cname_chain: Sequence[str] = (),
+        address: str | None = None,
+    ) -> Verdict:
+        """Classify `host` (or, without a name, the `address`); never raises.
+
+        `tool` is the recognised LLM tool that reached the host, `cname_chain` every name on
+        the host's CNAME chain as seen in DNS answers, `address` the destination address.
+        """
+        local = address_locality(address) or name_locality(host)
+        if local is not None:
+            return Verdict(host, local, "address", CONFIDENCE["address"], address or host)
+        if not host:
+            return Verdict(host, "unknown", "none", 0.0)
+        found = self._catalog.classify(host)
+        if found.matched is not None:
+            return _from_catalog(found, tool)
+        return self._beyond_catalog(found, cname_chain, tool)
+
+    def _beyond_catalog(
+        self, found: Classification, chain: Sequence[str], tool: str | None
+    ) -> Verdict:
+        via_cname = self._from_chain(found.host, chain, tool)
+        if via_cname is not None:
+            return via_cname
+        if found.reason is not None and found.reason.startswith("bad-name"):
+            return Verdict(found.host, "unknown", "none", 0.0, None, found.reason)
+        return self._guess(found.host, found.registrable_domain)
+
+    def _from_chain(self, host: str, chain: Sequence[str], tool: str | None) -> Verdict | None:
+        for alias in chain[:MAX_CHAIN]:
+            name = normalise_host(alias)
+            if name.kind != "dns" or name.text == host:
+                continue
+            found = self._catalog.classify(name.text)
+            if found.matched is not None:
+                base = _from_catalog(found, tool)
+                return Verdict(
+                    host, base.category, "cname", CONFIDENCE["cname"],
+                    f"{name.text}->{found.matched}", base.purpose, base.citation,
+                )  # fmt: skip
+        return None
+
+    def _guess(self, host: str, domain: str | None) -> Verdict:
+        words = host_words(host[: -len(domain)] if domain and host != domain else "")
+        profile = self.profile(domain)
+        if profile is not None:
+            return _from_profile(host, profile, words)
+        listed = self._ai_list.lookup(host) if self._ai_list is not None else None
+        cue = label_cue(words) or label_cue(host_words(host))
+        if listed is not None:
+            return _from_list(host, domain, listed.domain, cue)
+        if cue is not None:
+            return _cued(
+                host, domain, cue, "heuristic",
+                confidence=CONFIDENCE["heuristic"], matched=cue.word,
+            )  # fmt: skip
+        return Verdict(host, "unknown", "none", 0.0, registrable_domain=domain)
+
+
+def _from_catalog(found: Classification, tool: str | None) -> Verdict:
+    role = role_for_tool(found.roles, tool)
+    confidence = CONFIDENCE["catalog-tool"] if role is not None else CONFIDENCE["catalog"]
+    chosen = role or (found.roles[0] if found.roles else None)
+    category = chosen.category if chosen is not None else found.category
+    purpose = chosen.purpose if chosen is not None else found.purpose
+    citation = chosen.source if chosen is not None else found.source
+    return Verdict(
+        found.host, category, "catalog", confidence, found.matched, purpose, citation,
+        found.registrable_domain,
+    )  # fmt: skip
+
+
+def _from_profile(host: str, profile: VendorProfile, words: tuple[str, ...]) -> Verdict:
+    cue = label_cue(words) or weak_cue(words, frozenset(profile.categories))
+    if cue is not None and cue.category in CUE_CATEGORIES:
+        return _cued(
+            host, profile.domain, cue, "vendor",
+            confidence=CONFIDENCE["vendor-cue"], matched=profile.domain,
+        )  # fmt: skip
+    purpose = f"unlisted host of {profile.domain}; its catalogued hosts are mostly {profile.likely}"
+    return Verdict(
+        host, profile.likely, "vendor", CONFIDENCE["vendor"], profile.domain, purpose,
+        registrable_domain=profile.domain,
+    )  # fmt: skip
+
+
+def _from_list(host: str, domain: str | None, listed: str, cue: Cue | None) -> Verdict:
+    matched = f"{LIST_NAME}:{listed}"
+    if cue is not None:
+        confidence = CONFIDENCE["list-cue"]
+        return _cued(host, domain, cue, "vendor", confidence=confidence, matched=matched)
+    purpose = "an AI service's domain on a public list; its API is the likely destination"
+    return Verdict(
+        host, "cloud-llm-api", "vendor", CONFIDENCE["list"], matched, purpose,
+        registrable_domain=domain,
+    )  # fmt: skip
+
+
+def _cued(
+    host: str, domain: str | None, cue: Cue, source: str, *, confidence: float, matched: str
+) -> Verdict:
+    purpose = f"guessed from the word {cue.word!r} in the host name"
+    return Verdict(host, cue.category, source, confidence, matched, purpose, "", domain)
