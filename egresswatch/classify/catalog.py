@@ -22,7 +22,7 @@ from egresswatch.classify.destinations import (
     normalise_host,
     pattern_anchor,
 )
-from egresswatch.classify.publiclist import ai_service_list
+from egresswatch.classify.publiclist import public_lists
 from egresswatch.classify.verdict import DestinationClassifier, Verdict
 from egresswatch.errors import ConfigError
 
@@ -199,7 +199,7 @@ class Catalog:
     ) -> Verdict:
         """Category with `source` and `confidence`, beyond the catalog too (classify/verdict.py)."""
         if self._generalised is None:  # built on first use; a benign race builds it twice
-            self._generalised = DestinationClassifier(self, ai_service_list())
+            self._generalised = DestinationClassifier(self, public_lists())
         return self._generalised.classify_destination(
             host, tool=tool, cname_chain=cname_chain, address=address
         )

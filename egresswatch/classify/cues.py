@@ -1,14 +1,17 @@
 """Label cues: what a host name's own words say about its purpose (a heuristic, marked as one).
 
-Words come from the labels left of the registrable domain (split on '.', '-', '_' and digits);
-the first cue group with a word present wins. No cue ever yields `model-registry`: a registry is
-only named by the catalog or a CNAME to a catalogued host.
+Only function words ("telemetry", "update", "download"...), never vendor or brand names: brand
+knowledge belongs to the catalog and the public lists, where it is cited. Words are the runs of
+letters in the name; a cue word of five letters or more also counts inside a longer word
+("customsearch", "crashreports"). The first group with a word present wins. No cue ever yields
+`model-registry`: a registry is only named by the catalog or a CNAME to a catalogued host.
 """
 
 import re
 from dataclasses import dataclass
 
 _SPLIT = re.compile(r"[^a-z]+")
+SUBSTRING_MIN = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +22,7 @@ class Cue:
     word: str
 
 
-# Ordered: specific functions (crash, telemetry, update, search) before generic ones (api, cdn).
+# Ordered: specific functions (crash, telemetry, update, search) before generic ones.
 CUE_GROUPS: tuple[tuple[str, frozenset[str]], ...] = (
     (
         "crash-report",
@@ -29,14 +32,12 @@ CUE_GROUPS: tuple[tuple[str, frozenset[str]], ...] = (
                 "crashes",
                 "crashreport",
                 "crashreports",
-                "crashlytics",
-                "sentry",
-                "bugsnag",
                 "minidump",
                 "minidumps",
                 "breakpad",
                 "errors",
-                "rollbar",
+                "exceptions",
+                "bugs",
             }
         ),
     ),
@@ -67,24 +68,16 @@ CUE_GROUPS: tuple[tuple[str, frozenset[str]], ...] = (
                 "usage",
                 "rum",
                 "pixel",
-                "posthog",
-                "mixpanel",
-                "amplitude",
-                "segment",
-                "statsig",
-                "datadog",
-                "featuregates",
-                "experiment",
-                "experiments",
-                "exp",
-                "tas",
-                "plausible",
-                "heap",
                 "otel",
                 "otlp",
                 "traces",
                 "tracing",
-                "smith",
+                "observability",
+                "experiment",
+                "experiments",
+                "feature",
+                "features",
+                "flags",
             }
         ),
     ),
@@ -96,7 +89,6 @@ CUE_GROUPS: tuple[tuple[str, frozenset[str]], ...] = (
                 "updates",
                 "updater",
                 "autoupdate",
-                "autoupdates",
                 "versions",
                 "version",
                 "releases",
@@ -108,26 +100,8 @@ CUE_GROUPS: tuple[tuple[str, frozenset[str]], ...] = (
             }
         ),
     ),
-    ("doh-dot", frozenset({"dns", "doh", "dot", "resolver", "resolve", "adblock", "familyshield"})),
-    (
-        "web-search",
-        frozenset(
-            {
-                "search",
-                "serp",
-                "serpapi",
-                "serper",
-                "crawl",
-                "crawler",
-                "scrape",
-                "scraper",
-                "firecrawl",
-                "bing",
-                "duckduckgo",
-                "websearch",
-            }
-        ),
-    ),
+    ("doh-dot", frozenset({"dns", "doh", "resolver", "familyshield"})),
+    ("web-search", frozenset({"search", "serp", "crawl", "crawler", "scrape", "scraper"})),
     (
         "mesh-vpn",
         frozenset(
@@ -137,40 +111,19 @@ CUE_GROUPS: tuple[tuple[str, frozenset[str]], ...] = (
                 "relay",
                 "derp",
                 "vpn",
-                "ngrok",
-                "tailscale",
-                "zerotier",
-                "netbird",
                 "wireguard",
                 "frp",
                 "controlplane",
-                "share",
-                "argotunnel",
             }
         ),
     ),
-    (
-        "model-cdn",
-        frozenset(
-            {
-                "lfs",
-                "xet",
-                "xethub",
-                "weights",
-                "gguf",
-                "safetensors",
-                "blobs",
-                "transfer",
-            }
-        ),
-    ),
+    ("model-cdn", frozenset({"lfs", "xet", "weights", "gguf", "safetensors", "blobs", "transfer"})),
     (
         "package-registry",
         frozenset(
             {
                 "pypi",
                 "npm",
-                "npmjs",
                 "registry",
                 "packages",
                 "pkgs",
@@ -181,14 +134,14 @@ CUE_GROUPS: tuple[tuple[str, frozenset[str]], ...] = (
                 "mirrors",
                 "archive",
                 "repo",
+                "repos",
                 "crates",
                 "gallery",
                 "marketplace",
                 "deb",
                 "rpm",
-                "ghcr",
-                "docker",
                 "containers",
+                "container",
                 "formulae",
                 "codeload",
             }
@@ -203,15 +156,9 @@ CUE_GROUPS: tuple[tuple[str, frozenset[str]], ...] = (
                 "llms",
                 "completions",
                 "chat",
-                "openai",
-                "gpt",
-                "bedrock",
-                "aiplatform",
-                "generativelanguage",
+                "chatbot",
+                "embeddings",
                 "router",
-                "endpoints",
-                "gateway",
-                "dashscope",
             }
         ),
     ),
@@ -235,7 +182,11 @@ CUE_GROUPS: tuple[tuple[str, frozenset[str]], ...] = (
     ),
 )
 CUE_CATEGORIES = frozenset(category for category, _ in CUE_GROUPS)
-# Words that only tell something when the vendor's profile agrees (see vendors.py).
+_LONG_WORDS = tuple(
+    (category, word) for category, words in CUE_GROUPS for word in sorted(words)
+    if len(word) >= SUBSTRING_MIN
+)  # fmt: skip
+# Words that only say something beside other evidence (a vendor profile, a list).
 WEAK_WORDS: dict[str, frozenset[str]] = {
     "api": frozenset({"cloud-llm-api", "web-search", "telemetry", "crash-report", "update-check"}),
     "cdn": frozenset({"model-cdn", "package-registry", "telemetry", "update-check"}),
@@ -254,17 +205,20 @@ def host_words(labels: str) -> tuple[str, ...]:
 
 
 def label_cue(words: tuple[str, ...]) -> Cue | None:
-    """The first cue group with a word present in `words`, or None."""
+    """The first cue group with a word present in `words` (long cue words also inside words)."""
     present = frozenset(words)
     for category, cue_words in CUE_GROUPS:
         hit = present & cue_words
         if hit:
             return Cue(category, min(hit))
+    for category, word in _LONG_WORDS:
+        if any(word in w for w in words):
+            return Cue(category, word)
     return None
 
 
 def weak_cue(words: tuple[str, ...], allowed: frozenset[str]) -> Cue | None:
-    """A weak word ("api", "cdn", "download"...) whose candidates include one of `allowed`."""
+    """A weak word ("api", "cdn", "download"...) with exactly one candidate in `allowed`."""
     for word in words:
         candidates = WEAK_WORDS.get(word, frozenset()) & allowed
         if len(candidates) == 1:

@@ -3,7 +3,7 @@
 Order of evidence, strongest first: a local address or name (`address`); a catalog row, the role
 fitting the tool that reached the host when known (`catalog`); a catalogued name on the host's
 CNAME chain (`cname`); the known vendor's profile, sharpened by the host's words (`vendor`); the
-public AI-service list (`vendor`); the host's words alone (`heuristic`). Pure and never raises.
+public domain lists (`list`); the host's words alone (`heuristic`). Pure and never raises.
 """
 
 from collections.abc import Sequence
@@ -14,13 +14,17 @@ from egresswatch.classify.context import role_for_tool
 from egresswatch.classify.cues import CUE_CATEGORIES, Cue, host_words, label_cue, weak_cue
 from egresswatch.classify.destinations import Classification, normalise_host
 from egresswatch.classify.locality import address_locality, name_locality
-from egresswatch.classify.publiclist import LIST_NAME, DomainList
+from egresswatch.classify.publiclist import AI_SERVICE, DomainList, ListMatch
 from egresswatch.classify.vendors import VendorProfile, build_profiles
 
 if TYPE_CHECKING:  # the catalog builds its classifier from this module
     from egresswatch.classify.catalog import Catalog
 
-SOURCES = ("address", "catalog", "cname", "vendor", "heuristic", "behaviour", "none")
+SOURCES = ("address", "catalog", "cname", "vendor", "list", "heuristic", "behaviour", "none")
+# What an AI vendor's unlisted host can be guessed as (never its registry).
+AI_PARTS = frozenset({"cloud-llm-api", "model-cdn"})
+# Lists naming a vendor rather than a function: the host's own words may say more.
+MIXED_LISTS = frozenset({AI_SERVICE, "package-registry", "docs-web", "mesh-vpn"})
 # How much each kind of evidence is trusted (figures measured in bench/classify.py).
 CONFIDENCE = {
     "address": 1.0,
@@ -35,6 +39,8 @@ CONFIDENCE = {
     "none": 0.0,
 }
 MAX_CHAIN = 16
+# What can be switched off, to measure each mechanism's worth (bench/classify.py).
+MECHANISMS = frozenset({"address", "tool", "cname", "vendor", "list", "cues"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +64,22 @@ class Verdict:
 class DestinationClassifier:
     """The catalog plus what generalises beyond it; build once, share between threads."""
 
-    __slots__ = ("_ai_list", "_catalog", "_profiles")
+    __slots__ = ("_catalog", "_lists", "_on", "_profiles")
 
-    def __init__(self, catalog: "Catalog", ai_list: DomainList | None = None) -> None:
+    def __init__(
+        self,
+        catalog: "Catalog",
+        lists: DomainList | None = None,
+        mechanisms: frozenset[str] = MECHANISMS,
+    ) -> None:
         self._catalog = catalog
-        self._profiles = build_profiles(catalog.entries, catalog.registrable_domain)
-        self._ai_list = ai_list
+        self._on = mechanisms
+        self._profiles = (
+            build_profiles(catalog.entries, catalog.registrable_domain)
+            if "vendor" in mechanisms
+            else {}
+        )
+        self._lists = lists if "list" in mechanisms else None
 
     @property
     def catalog(self) -> "Catalog":
@@ -85,15 +101,18 @@ class DestinationClassifier:
         `tool` is the recognised LLM tool that reached the host, `cname_chain` every name on
         the host's CNAME chain as seen in DNS answers, `address` the destination address.
         """
-        local = address_locality(address) or name_locality(host)
+        on = "address" in self._on
+        local = (address_locality(address) or name_locality(host)) if on else None
         if local is not None:
             return Verdict(host, local, "address", CONFIDENCE["address"], address or host)
         if not host:
             return Verdict(host, "unknown", "none", 0.0)
         found = self._catalog.classify(host)
+        if "tool" not in self._on:
+            tool = None
         if found.matched is not None:
             return _from_catalog(found, tool)
-        return self._beyond_catalog(found, cname_chain, tool)
+        return self._beyond_catalog(found, cname_chain if "cname" in self._on else (), tool)
 
     def _beyond_catalog(
         self, found: Classification, chain: Sequence[str], tool: str | None
@@ -120,20 +139,30 @@ class DestinationClassifier:
         return None
 
     def _guess(self, host: str, domain: str | None) -> Verdict:
-        words = host_words(host[: -len(domain)] if domain and host != domain else "")
+        cues_on = "cues" in self._on
+        sub = _subdomain_words(host, domain) if cues_on else ()
         profile = self.profile(domain)
         if profile is not None:
-            return _from_profile(host, profile, words)
-        listed = self._ai_list.lookup(host) if self._ai_list is not None else None
-        cue = label_cue(words) or label_cue(host_words(host))
+            return _from_profile(host, profile, sub)
+        listed = self._lists.lookup(host) if self._lists is not None else None
         if listed is not None:
-            return _from_list(host, domain, listed.domain, cue)
+            return _from_list(host, domain, listed, sub)
+        cue = label_cue(host_words(host)) if cues_on else None
         if cue is not None:
             return _cued(
                 host, domain, cue, "heuristic",
                 confidence=CONFIDENCE["heuristic"], matched=cue.word,
             )  # fmt: skip
+        if "api" in sub:  # the prior: an API host reached by an LLM tool is most often an LLM API
+            api = Cue("cloud-llm-api", "api")
+            return _cued(host, domain, api, "heuristic", confidence=0.3, matched="api")
         return Verdict(host, "unknown", "none", 0.0, registrable_domain=domain)
+
+
+def _subdomain_words(host: str, domain: str | None) -> tuple[str, ...]:
+    if domain and host.endswith("." + domain):
+        return host_words(host[: -len(domain) - 1])
+    return () if domain else host_words(host)
 
 
 def _from_catalog(found: Classification, tool: str | None) -> Verdict:
@@ -163,14 +192,21 @@ def _from_profile(host: str, profile: VendorProfile, words: tuple[str, ...]) -> 
     )  # fmt: skip
 
 
-def _from_list(host: str, domain: str | None, listed: str, cue: Cue | None) -> Verdict:
-    matched = f"{LIST_NAME}:{listed}"
+def _from_list(host: str, domain: str | None, listed: ListMatch, words: tuple[str, ...]) -> Verdict:
+    cue = label_cue(words) if listed.category in MIXED_LISTS else None
     if cue is not None:
-        confidence = CONFIDENCE["list-cue"]
-        return _cued(host, domain, cue, "vendor", confidence=confidence, matched=matched)
-    purpose = "an AI service's domain on a public list; its API is the likely destination"
+        return _cued(
+            host, domain, cue, "list", confidence=CONFIDENCE["list-cue"], matched=listed.cited
+        )
+    category, purpose = listed.category, f"on the public list {listed.source_list}"
+    if category == AI_SERVICE:
+        weak = weak_cue(words, AI_PARTS)
+        category = weak.category if weak is not None else "cloud-llm-api" if not words else "other"
+        purpose = f"a host of an AI vendor on {listed.source_list}" + (
+            f"; the word {weak.word!r} suggests {weak.category}" if weak is not None else ""
+        )
     return Verdict(
-        host, "cloud-llm-api", "vendor", CONFIDENCE["list"], matched, purpose,
+        host, category, "list", CONFIDENCE["list"], listed.cited, purpose,
         registrable_domain=domain,
     )  # fmt: skip
 

@@ -6,7 +6,7 @@ from egresswatch.classify.catalog import Catalog, build_entries, load_catalog, p
 from egresswatch.classify.context import role_for_tool, tool_keys
 from egresswatch.classify.cues import CUE_GROUPS, label_cue
 from egresswatch.classify.locality import address_locality, name_locality
-from egresswatch.classify.publiclist import ai_service_list, parse_domain_list
+from egresswatch.classify.publiclist import parse_domain_list, public_lists
 from egresswatch.classify.verdict import SOURCES, DestinationClassifier
 from egresswatch.errors import ConfigError
 
@@ -94,7 +94,12 @@ def test_a_cname_chain_of_unknown_or_hostile_names_gives_no_cname_answer() -> No
         ("transfer.eu.hf.co", "model-cdn", "vendor"),
         ("telemetry.some-new-app.io", "telemetry", "heuristic"),
         ("crash-reports.some-new-app.io", "crash-report", "heuristic"),
-        ("chatgpt.com", "cloud-llm-api", "vendor"),
+        ("chatgpt.com", "cloud-llm-api", "list"),
+        ("status.elevenlabs.io", "docs-web", "list"),
+        ("cdn.some-ai-vendor.example", "unknown", "none"),
+        ("api.some-new-vendor.example", "cloud-llm-api", "heuristic"),
+        ("dns.adguard.com", "doh-dot", "list"),
+        ("o42.ingest.sentry.io", "crash-report", "catalog"),
         ("nothing-to-see.example.org", "unknown", "none"),
     ],
 )
@@ -111,7 +116,7 @@ def test_a_registry_vendor_s_unlisted_host_is_never_guessed_a_registry() -> None
         "models.example,model-registry,generic,the registry,test\n",
         "test",
     )
-    classifier = DestinationClassifier(Catalog(build_entries(rows)), ai_service_list())
+    classifier = DestinationClassifier(Catalog(build_entries(rows)), public_lists())
     for host in ("x.models.example", "registry.models.example", "api.models.example"):
         assert classifier.classify_destination(host).category != "model-registry"
     assert "model-registry" not in {category for category, _ in CUE_GROUPS}
@@ -130,12 +135,25 @@ def test_label_cues_read_words_not_substrings() -> None:
     assert cue.category == "telemetry"
 
 
-def test_the_vendored_list_is_pinned_and_parsed() -> None:
-    listed = ai_service_list()
-    assert len(listed) > 100
+def test_the_vendored_lists_are_pinned_and_parsed() -> None:
+    listed = public_lists()
+    assert len(listed) > 2000
     match = listed.lookup("foo.api.anthropic.com")
     assert match is not None
-    assert match.domain == "anthropic.com"
+    assert (match.domain, match.category) == ("anthropic.com", "ai-service")
+    assert match.cited == "v2fly:category-ai-!cn:anthropic.com"
     assert listed.lookup("example.org") is None
+    assert listed.lookup("a." * 200 + "example.org") is None
+    header = "kind,domain,list,category\n"
     with pytest.raises(ConfigError, match="x:2"):
-        parse_domain_list("kind,domain,list\nregexp,foo,bar\n", "x")
+        parse_domain_list(header + "regexp,foo,bar,telemetry\n", "x")
+    with pytest.raises(ConfigError, match="x:2: unknown category"):
+        parse_domain_list(header + "domain,foo.example,bar,model-registry\n", "x")
+    with pytest.raises(ConfigError, match="x:2"):
+        parse_domain_list(header + "domain,foo.example\n", "x")
+
+
+def test_an_ai_vendor_s_api_host_is_its_llm_api_and_other_hosts_stay_vague() -> None:
+    assert CATALOG.classify_destination("api.anthropic.com").category == "cloud-llm-api"
+    assert CATALOG.classify_destination("claude.ai").category == "cloud-llm-api"
+    assert CATALOG.classify_destination("x7.claude.ai").category == "other"
