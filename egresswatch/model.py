@@ -121,6 +121,7 @@ class ProcessInfo:
     netns: int | None
     container: str | None
     tool: str | None = None
+    tool_reason: str | None = None  # why `tool` was recognised (rule, loaded library, model file)
 
 
 @dataclass(frozen=True, slots=True)

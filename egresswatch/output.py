@@ -51,6 +51,7 @@ def event_to_dict(event: Event) -> dict[str, Any]:
         category=event.category,
         catalog_entry=event.catalog_entry,
         tool=event.tool,
+        tool_reason=process.tool_reason if process is not None else None,
         pid=None,
         process=None,
         exe=None,

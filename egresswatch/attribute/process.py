@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 
+from egresswatch.attribute.evidence import identify_tool
 from egresswatch.attribute.pidfs import (
     PidStat,
     full_name,
@@ -27,7 +28,7 @@ from egresswatch.attribute.pidfs import (
     read_stat,
     read_uid,
 )
-from egresswatch.classify.tools import ToolRules, default_tool_rules
+from egresswatch.classify.tools import ToolRules
 from egresswatch.model import ProcessInfo, ProcessRef
 
 _CONTAINER_RE = re.compile(
@@ -253,16 +254,14 @@ class ProcessFacts:
             netns=netns if netns is not None else _netns(pid_dir),
             container=_container(pid_dir, pid),
         )
-        return self._with_tool(info, cwd), hash_key
+        return self._with_tool(info, cwd, pid_dir), hash_key
 
-    def _with_tool(self, info: ProcessInfo, cwd: str | None) -> ProcessInfo:
-        """Names the LLM tool, from the process itself or its nearest recognised ancestor.
+    def _with_tool(self, info: ProcessInfo, cwd: str | None, pid_dir: int) -> ProcessInfo:
+        """Names the LLM tool and why: its own rule, what it has loaded or open, or an ancestor.
 
         `cwd` is read while the process is alive: it tells `python main.py` apart.
         """
-        tools = self._tools if self._tools is not None else default_tool_rules()
-        match = tools.recognise_process(info, cwd=cwd)
-        return dataclasses.replace(info, tool=match.tool) if match is not None else info
+        return identify_tool(info, pid_dir, cwd, self._tools)
 
     def _ancestry(self, ppid: int) -> tuple[ProcessRef, ...]:
         now = time.monotonic()
