@@ -150,3 +150,5 @@ class Event:
     category: str | None = None
     catalog_entry: str | None = None
     tool: str | None = None
+    category_source: str | None = None  # how `category` was decided (docs/catalog.md)
+    category_confidence: float | None = None  # 0.0-1.0, by `category_source`

@@ -50,6 +50,8 @@ def event_to_dict(event: Event) -> dict[str, Any]:
         name_conflict=event.name_conflict,
         category=event.category,
         catalog_entry=event.catalog_entry,
+        category_source=event.category_source,
+        category_confidence=event.category_confidence,
         tool=event.tool,
         tool_reason=process.tool_reason if process is not None else None,
         pid=None,

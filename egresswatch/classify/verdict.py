@@ -6,6 +6,7 @@ CNAME chain (`cname`); the known vendor's profile, sharpened by the host's words
 public domain lists (`list`); the host's words alone (`heuristic`). Pure and never raises.
 """
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -13,9 +14,10 @@ from typing import TYPE_CHECKING
 from egresswatch.classify.context import role_for_tool
 from egresswatch.classify.cues import CUE_CATEGORIES, Cue, host_words, label_cue, weak_cue
 from egresswatch.classify.destinations import Classification, normalise_host
-from egresswatch.classify.locality import address_locality, name_locality
+from egresswatch.classify.locality import LOCAL, address_locality, name_locality
 from egresswatch.classify.publiclist import AI_SERVICE, DomainList, ListMatch
 from egresswatch.classify.vendors import VendorProfile, build_profiles
+from egresswatch.model import Event
 
 if TYPE_CHECKING:  # the catalog builds its classifier from this module
     from egresswatch.classify.catalog import Catalog
@@ -101,18 +103,22 @@ class DestinationClassifier:
         `tool` is the recognised LLM tool that reached the host, `cname_chain` every name on
         the host's CNAME chain as seen in DNS answers, `address` the destination address.
         """
-        on = "address" in self._on
-        local = (address_locality(address) or name_locality(host)) if on else None
-        if local is not None:
-            return Verdict(host, local, "address", CONFIDENCE["address"], address or host)
+        where = _locality(host, address) if "address" in self._on else None
+        if where is not None and (where[0] == LOCAL or not host):
+            return Verdict(host, where[0], "address", CONFIDENCE["address"], where[1])
         if not host:
             return Verdict(host, "unknown", "none", 0.0)
+        tool = tool if "tool" in self._on else None
+        verdict = self._named(host, tool, cname_chain if "cname" in self._on else ())
+        if where is not None and verdict.category == "unknown":
+            return Verdict(host, where[0], "address", CONFIDENCE["address"], where[1])
+        return verdict
+
+    def _named(self, host: str, tool: str | None, chain: Sequence[str]) -> Verdict:
         found = self._catalog.classify(host)
-        if "tool" not in self._on:
-            tool = None
         if found.matched is not None:
             return _from_catalog(found, tool)
-        return self._beyond_catalog(found, cname_chain if "cname" in self._on else (), tool)
+        return self._beyond_catalog(found, chain, tool)
 
     def _beyond_catalog(
         self, found: Classification, chain: Sequence[str], tool: str | None
@@ -163,6 +169,18 @@ def _subdomain_words(host: str, domain: str | None) -> tuple[str, ...]:
     if domain and host.endswith("." + domain):
         return host_words(host[: -len(domain) - 1])
     return () if domain else host_words(host)
+
+
+def _locality(host: str | None, address: str | None) -> tuple[str, str] | None:
+    """(`local`|`lan`, what said so): a loopback address, or a private one / a local name.
+
+    A private address with a name the catalog knows is not trusted to be LAN-only: a proxy or
+    VPN gateway on the LAN that carries `api.openai.com` still carries prompts out.
+    """
+    for evidence, where in ((address, address_locality(address)), (host, name_locality(host))):
+        if where is not None and evidence is not None:
+            return where, evidence
+    return None
 
 
 def _from_catalog(found: Classification, tool: str | None) -> Verdict:
@@ -216,3 +234,19 @@ def _cued(
 ) -> Verdict:
     purpose = f"guessed from the word {cue.word!r} in the host name"
     return Verdict(host, cue.category, source, confidence, matched, purpose, "", domain)
+
+
+def classified_event(catalog: "Catalog", event: Event, cname_chain: Sequence[str] = ()) -> Event:
+    """`event` with its destination's verdict: category, catalog_entry (the evidence matched),
+    category_source and category_confidence. The tool that sent it and its address are context.
+    """
+    verdict = catalog.classify_destination(
+        event.host, tool=event.tool, cname_chain=cname_chain, address=event.observation.flow.dst
+    )
+    return dataclasses.replace(
+        event,
+        category=verdict.category,
+        catalog_entry=verdict.matched,
+        category_source=verdict.source,
+        category_confidence=verdict.confidence,
+    )

@@ -61,7 +61,13 @@ def test_address_locality(address: str, category: str | None) -> None:
 def test_local_destinations_are_categories_not_null() -> None:
     own = CATALOG.classify_destination(None, address="127.0.0.1")
     assert (own.category, own.source, own.confidence) == ("local", "address", 1.0)
-    assert CATALOG.classify_destination("api.openai.com", address="10.0.0.5").category == "lan"
+    # a LAN address with a catalogued name may be a proxy: the name wins; loopback never egresses
+    assert CATALOG.classify_destination("api.openai.com", address="10.0.0.5").category == (
+        "cloud-llm-api"
+    )
+    assert CATALOG.classify_destination("gpu-box.example", address="10.0.0.5").category == "lan"
+    assert CATALOG.classify_destination("api.openai.com", address="127.0.0.1").category == "local"
+    assert CATALOG.classify_destination("ollama.lan").category == "lan"
     assert CATALOG.classify_destination("api.openai.com", address="1.2.3.4").category == (
         "cloud-llm-api"
     )

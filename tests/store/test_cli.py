@@ -56,7 +56,7 @@ def run(*args: str) -> tuple[int, str, str]:
 def test_db_upgrade_creates_and_reports(tmp_path: Path) -> None:
     code, out, _ = run("db", "upgrade", "--db", str(tmp_path / "new" / "e.db"))
     assert code == 0, out
-    assert "revision 0001" in out
+    assert "revision 0005" in out
     assert (tmp_path / "new" / "e.db").exists()
 
 

@@ -35,7 +35,7 @@ def test_upgrade_of_an_empty_database_gives_the_models_schema(engine: Engine) ->
     migrate.upgrade(engine)
     assert set(inspect(engine).get_table_names()) == set(Base.metadata.tables) | {"alembic_version"}
     assert schema_diffs(engine) == []
-    assert migrate.current_revision(engine) == migrate.head_revision(engine) == "0001"
+    assert migrate.current_revision(engine) == migrate.head_revision(engine) == "0005"
 
 
 def test_downgrade_to_base_and_upgrade_again_round_trips(engine: Engine) -> None:
@@ -61,7 +61,7 @@ def test_open_store_upgrades_automatically_and_is_idempotent(tmp_path: Path) -> 
     path = tmp_path / "sub" / "dir" / "events.db"
     open_store(str(path)).close()
     store = open_store(str(path))
-    assert store.stats().revision == "0001"
+    assert store.stats().revision == "0005"
     store.close()
 
 

@@ -196,7 +196,7 @@ def test_stats_report_counts_range_and_size(store: Store) -> None:
     assert stats.counts["dns_answers"] == 10 * 3
     assert stats.oldest == T0 and stats.newest == pytest.approx(T0 + 0.39)
     assert stats.size_bytes and stats.size_bytes > 0
-    assert stats.revision == "0001"
+    assert stats.revision == "0005"
 
 
 def test_export_jsonl_and_csv(store: Store) -> None:
