@@ -1,8 +1,16 @@
 """classify_destination: every answer says how it was decided, and guesses never name a registry."""
 
+import re
+
 import pytest
 
-from egresswatch.classify.catalog import Catalog, build_entries, load_catalog, parse_catalog
+from egresswatch.classify.catalog import (
+    Catalog,
+    build_entries,
+    load_catalog,
+    packaged_catalog_text,
+    parse_catalog,
+)
 from egresswatch.classify.context import role_for_tool, tool_keys
 from egresswatch.classify.cues import CUE_GROUPS, label_cue
 from egresswatch.classify.locality import address_locality, name_locality
@@ -163,3 +171,31 @@ def test_an_ai_vendor_s_api_host_is_its_llm_api_and_other_hosts_stay_vague() -> 
     assert CATALOG.classify_destination("api.anthropic.com").category == "cloud-llm-api"
     assert CATALOG.classify_destination("claude.ai").category == "cloud-llm-api"
     assert CATALOG.classify_destination("x7.claude.ai").category == "other"
+
+
+@pytest.mark.parametrize(
+    ("host", "tool", "category"),
+    [
+        ("cdn-media.huggingface.co", GRADIO, "mesh-vpn"),
+        ("chroma-onnx-models.s3.amazonaws.com", "chromadb", "model-cdn"),
+        ("embed.trychroma.com", "chromadb", "cloud-llm-api"),
+        ("us.i.posthog.com", "chromadb", "telemetry"),
+        ("router.huggingface.co", HF, "cloud-llm-api"),
+        ("queue.fal.run", HF, "cloud-llm-api"),
+        ("endpoints.huggingface.co", HF, "other"),
+        ("eu.api.smith.langchain.com", None, "telemetry"),
+    ],
+)
+def test_hosts_mined_from_the_libraries_source(host: str, tool: str | None, category: str) -> None:
+    verdict = CATALOG.classify_destination(host, tool=tool)
+    assert (verdict.category, verdict.source) == (category, "catalog")
+    assert verdict.citation
+
+
+def test_mined_rows_cite_repository_commit_and_file() -> None:
+    text = packaged_catalog_text()
+    mined = text[text.index("# ---- Part 3") :]
+    rows = parse_catalog("host_pattern,category,tools,purpose,source\n" + mined, "part 3")
+    assert len(rows) >= 15
+    for pattern, role in rows:
+        assert re.search(r"[\w.-]+/[\w.-]+@[0-9a-f]{8} \S+\.\w+", role.source), pattern
