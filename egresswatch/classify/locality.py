@@ -14,8 +14,8 @@ _LAN_SUFFIXES = ("local", "home.arpa", "lan", "internal")
 
 def address_locality(address: str | None) -> str | None:
     """`local` for loopback/unspecified, `lan` for private, link-local, ULA and CGNAT addresses."""
-    if not address:
-        return None
+    if not address or not (address[-1].isdigit() or ":" in address or address[-1] == "]"):
+        return None  # cheap pre-check: names are not addresses, and exceptions cost time
     text = address[1:-1] if address.startswith("[") and address.endswith("]") else address
     try:
         addr = ipaddress.ip_address(text.split("%", 1)[0])
@@ -35,11 +35,16 @@ def name_locality(name: str | None) -> str | None:
     if not name:
         return None
     text = name.rstrip(".").lower()
+    if text.rpartition(".")[2] not in _LAST_LABELS:
+        return address_locality(text)
     if _has_suffix(text, _LOCAL_SUFFIXES):
         return LOCAL
     if _has_suffix(text, _LAN_SUFFIXES):
         return LAN
     return address_locality(text)
+
+
+_LAST_LABELS = frozenset(s.rpartition(".")[2] for s in (*_LOCAL_SUFFIXES, *_LAN_SUFFIXES))
 
 
 def _has_suffix(name: str, suffixes: tuple[str, ...]) -> bool:

@@ -41,6 +41,7 @@ CONFIDENCE = {
     "none": 0.0,
 }
 MAX_CHAIN = 16
+CACHE_SIZE = 8192  # destinations repeat heavily; a memo makes the steady state dict-speed
 # What can be switched off, to measure each mechanism's worth (bench/classify.py).
 MECHANISMS = frozenset({"address", "tool", "cname", "vendor", "list", "cues"})
 
@@ -66,7 +67,7 @@ class Verdict:
 class DestinationClassifier:
     """The catalog plus what generalises beyond it; build once, share between threads."""
 
-    __slots__ = ("_catalog", "_lists", "_on", "_profiles")
+    __slots__ = ("_cache", "_catalog", "_lists", "_on", "_profiles")
 
     def __init__(
         self,
@@ -82,6 +83,7 @@ class DestinationClassifier:
             else {}
         )
         self._lists = lists if "list" in mechanisms else None
+        self._cache: dict[tuple[str, str | None, tuple[str, ...]], Verdict] = {}
 
     @property
     def catalog(self) -> "Catalog":
@@ -115,6 +117,16 @@ class DestinationClassifier:
         return verdict
 
     def _named(self, host: str, tool: str | None, chain: Sequence[str]) -> Verdict:
+        key = (host, tool, tuple(chain[:MAX_CHAIN]))
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self._decide(host, tool, key[2])
+            if len(self._cache) >= CACHE_SIZE:
+                self._cache.clear()  # bounded; single dict operations are thread-safe
+            self._cache[key] = cached
+        return cached
+
+    def _decide(self, host: str, tool: str | None, chain: Sequence[str]) -> Verdict:
         found = self._catalog.classify(host)
         if found.matched is not None:
             return _from_catalog(found, tool)
