@@ -13,6 +13,7 @@ from rich.text import Text
 
 from egresswatch.classify.catalog import load_catalog
 from egresswatch.classify.destinations import Classification
+from egresswatch.classify.verdict import Verdict
 from egresswatch.errors import ConfigError
 
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -28,8 +29,15 @@ def _escape_char(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
-def as_json(result: Classification) -> dict[str, Any]:
-    """The JSON object printed per host by `classify --json`."""
+def as_json(result: Classification, verdict: Verdict | None = None) -> dict[str, Any]:
+    """The JSON object printed per host by `classify --json` (`category` from the verdict)."""
+    decided = {} if verdict is None else {
+        "category": verdict.category,
+        "category_source": verdict.source,
+        "category_confidence": verdict.confidence,
+        "evidence": verdict.matched,
+        "decided_purpose": verdict.purpose,
+    }  # fmt: skip
     return {
         "host": result.host,
         "category": result.category,
@@ -49,7 +57,7 @@ def as_json(result: Classification) -> dict[str, Any]:
             }
             for r in result.roles
         ],
-    }
+    } | decided
 
 
 SHOWN_TOOLS = 3
@@ -61,15 +69,19 @@ def _brief_tools(tools: tuple[str, ...]) -> str:
     return f"{shown} (+{len(tools) - SHOWN_TOOLS})" if len(tools) > SHOWN_TOOLS else shown
 
 
-def _table(results: list[Classification]) -> Table:
-    table = Table("host", "category", "matched", "registrable domain", "tools", "purpose")
-    for column in table.columns[:4]:
+def _table(results: list[tuple[Classification, Verdict]]) -> Table:
+    table = Table(
+        "host", "category", "decided by", "matched", "registrable domain", "tools", "purpose"
+    )
+    for column in table.columns[:5]:
         column.overflow = "fold"  # never hide part of a host or pattern behind an ellipsis
-    for r in results:
+    for r, v in results:
         # Text cells are never parsed as rich markup, so "[red]"-style names stay literal.
-        category = ", ".join(r.categories) if r.roles else r.category
-        purpose = (r.purpose or r.reason or "")[:SHOWN_PURPOSE]
-        cells = (r.host, category, r.matched or "-", r.registrable_domain or "-")
+        others = [c for c in r.categories if c != v.category] if r.roles else []
+        category = ", ".join([v.category, *others])
+        purpose = (v.purpose or r.purpose or r.reason or "")[:SHOWN_PURPOSE]
+        decided = f"{v.source} {v.confidence:.2f}"
+        cells = (r.host, category, decided, v.matched or "-", r.registrable_domain or "-")
         table.add_row(*(Text(printable(c)) for c in (*cells, _brief_tools(r.tools), purpose)))
     return table
 
@@ -83,17 +95,21 @@ def classify_command(
         Path | None,
         typer.Option("--catalog", help="User catalog CSV merged over the packaged one."),
     ] = None,
+    tool: Annotated[
+        str | None,
+        typer.Option("--tool", help="The LLM tool that reached the hosts (picks its role)."),
+    ] = None,
 ) -> None:
-    """Show the category, tools, purpose and source the catalog gives each HOST."""
+    """Show the category of each HOST, how it was decided, and what the catalog says of it."""
     try:
         compiled = load_catalog(catalog)
     except ConfigError as exc:
         typer.echo(f"egresswatch: {printable(str(exc))}", err=True)
         raise typer.Exit(2) from exc
-    results = [compiled.classify(h) for h in hosts]
+    results = [(compiled.classify(h), compiled.classify_destination(h, tool=tool)) for h in hosts]
     if json_lines:
-        for result in results:
-            sys.stdout.write(json.dumps(as_json(result)) + "\n")
+        for result, verdict in results:
+            sys.stdout.write(json.dumps(as_json(result, verdict)) + "\n")
         return
     Console(soft_wrap=False).print(_table(results))
 
