@@ -9,6 +9,7 @@ and never launch a server.
 import hashlib
 import os
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -90,6 +91,27 @@ def test_a_script_importing_a_real_library_is_recognised(tmp_path: Path) -> None
         info = _facts(pid)
     assert info.tool == "huggingface_hub / transformers"
     assert info.tool_reason == "its script imports huggingface_hub"
+
+
+def test_the_real_hf_cli_is_recognised_while_it_downloads(tmp_path: Path) -> None:
+    """`hf download` against a loopback endpoint that accepts and never answers."""
+    hf = Path(sys.executable).parent / "hf"
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        env = {**os.environ, **QUIET_ENV, "HF_HUB_OFFLINE": "0",
+               "HF_ENDPOINT": f"http://127.0.0.1:{server.getsockname()[1]}"}  # fmt: skip
+        argv = [str(hf), "download", "org/model", "--local-dir", str(tmp_path / "m")]
+        with subprocess.Popen(
+            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ) as proc:
+            try:
+                server.settimeout(60)
+                conn, _ = server.accept()  # the CLI is mid-request now
+                with conn:
+                    info = _facts(proc.pid)
+            finally:
+                proc.kill()
+    assert info.tool == "huggingface_hub / transformers"
+    assert info.tool_reason == "rule command:hf"
 
 
 def test_a_plain_script_is_no_tool(tmp_path: Path) -> None:
