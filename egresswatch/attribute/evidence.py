@@ -95,6 +95,8 @@ def _read_script(pid_dir: int, script: str) -> str:
     # Through the process's own root and cwd, so a container's script is the container's file.
     relative = f"root/{script.lstrip('/')}" if script.startswith("/") else f"cwd/{script}"
     try:
+        if not stat.S_ISREG(os.stat(relative, dir_fd=pid_dir).st_mode):
+            return ""  # never open a device or FIFO named like a script (opening has effects)
         fd = os.open(relative, _READ_FLAGS, dir_fd=pid_dir)
     except OSError:
         return ""
