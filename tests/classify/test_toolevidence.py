@@ -47,6 +47,11 @@ def test_javascript_imports_are_packages_not_files() -> None:
          "its script imports node-llama-cpp"),
         (ProcessEvidence(mapped=("/v/lib/python3.11/site-packages/gpt4all/llmodel_DO_NOT_MODIFY/"
                                  "build/libllmodel.so",)), "GPT4All", "has /v/lib"),
+        (ProcessEvidence(imports=("express", "@langchain/openai")), "LangChain app",
+         "its script imports @langchain/openai"),
+        (ProcessEvidence(imports=("langchain_community",)), "LangChain app",
+         "its script imports langchain_community"),
+        (ProcessEvidence(imports=("openai",)), "OpenAI SDK app", "its script imports openai"),
         (ProcessEvidence(open_files=("/srv/m/qwen2-0_5b.Q4_K_M.gguf",)), "local model server",
          "holds model file /srv/m/qwen2-0_5b.Q4_K_M.gguf open"),
         (ProcessEvidence(mapped=("/data/model.safetensors",)), "local model server",
@@ -74,7 +79,9 @@ def test_evidence_tools_are_tools_the_catalog_can_use() -> None:
     known = default_tool_rules().tools
     assert {"Gradio apps (library)", "GPT4All", "huggingface_hub / transformers"} <= known
     assert RULES.tools - known <= {
-        "local model server", "llama-cpp-python", "node-llama-cpp", "transformers.js"
+        "local model server", "llama-cpp-python", "node-llama-cpp", "transformers.js",
+        "LangChain app", "LlamaIndex app", "OpenAI SDK app", "Anthropic SDK app",
+        "Ollama client app",
     }  # fmt: skip
 
 
