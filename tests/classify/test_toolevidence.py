@@ -1,6 +1,8 @@
 """Tool recognition from evidence: loaded libraries, a script's imports and open model files."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from egresswatch.classify.toolevidence import (
     ProcessEvidence,
@@ -110,3 +112,10 @@ def test_the_script_of_an_interpreter(
     exe: str, cmdline: tuple[str, ...], cwd: str | None, script: str | None
 ) -> None:
     assert interpreted_script(exe, cmdline, cwd) == script
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(max_size=2000), suffix=st.sampled_from(["app.py", "server.js", "x.mjs"]))
+def test_script_imports_never_raises_on_any_text(text: str, suffix: str) -> None:
+    found = script_imports(text, suffix)
+    assert all(found) and len(set(found)) == len(found)

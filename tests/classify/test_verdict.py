@@ -3,6 +3,8 @@
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from egresswatch.classify.catalog import (
     Catalog,
@@ -199,3 +201,27 @@ def test_mined_rows_cite_repository_commit_and_file() -> None:
     assert len(rows) >= 15
     for pattern, role in rows:
         assert re.search(r"[\w.-]+/[\w.-]+@[0-9a-f]{8} \S+\.\w+", role.source), pattern
+
+
+_LABEL = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1, max_size=20)
+_NAMES = st.one_of(
+    st.lists(_LABEL, min_size=1, max_size=6).map(".".join),
+    st.text(max_size=80),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    host=st.one_of(st.none(), _NAMES),
+    chain=st.lists(_NAMES, max_size=5),
+    address=st.one_of(st.none(), st.ip_addresses().map(str), st.text(max_size=40)),
+    tool=st.one_of(st.none(), st.sampled_from([GRADIO, HF, "Ollama", "x"]), st.text(max_size=20)),
+)
+def test_classify_destination_never_raises_and_never_guesses_a_registry(
+    host: str | None, chain: list[str], address: str | None, tool: str | None
+) -> None:
+    verdict = CATALOG.classify_destination(host, tool=tool, cname_chain=chain, address=address)
+    assert verdict.source in SOURCES
+    assert 0.0 <= verdict.confidence <= 1.0
+    if verdict.category == "model-registry":
+        assert verdict.source in ("catalog", "cname")
