@@ -18,7 +18,8 @@ HEADER = ("tool", "kind", "pattern", "source")
 KINDS = frozenset({"library", "import", "model-file"})
 # Shown in reasons; the path itself comes from a hostile process and is escaped where shown.
 MAX_SHOWN_PATH = 200
-_PY_IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+([A-Za-z_][\w]*)|import[ \t]+([A-Za-z_][\w]*))", re.M)
+_PY_IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+([A-Za-z_]\w*)|import[ \t]+([^\n#;]{1,500}))", re.M)
+_PY_NAME = re.compile(r"[ \t(]*([A-Za-z_]\w*)")
 _JS_IMPORT = re.compile(
     r"""(?:require\(\s*|\bfrom\s+|\bimport\s*\(\s*|\bimport\s+)['"]([^'"]{1,214})['"]"""
 )
@@ -95,10 +96,16 @@ class EvidenceRules:
 def script_imports(text: str, script: str) -> tuple[str, ...]:
     """Top-level modules imported by Python or JavaScript source text (first-seen order)."""
     if script.endswith(".py"):
-        found = [a or b for a, b in _PY_IMPORT.findall(text)]
+        found = [m for a, b in _PY_IMPORT.findall(text) for m in ([a] if a else _py_names(b))]
     else:
         found = [_js_package(spec) for spec in _JS_IMPORT.findall(text)]
     return tuple(dict.fromkeys(m for m in found if m))
+
+
+def _py_names(imported: str) -> list[str]:
+    """Top-level modules of `import a.b as c, d` (the text after `import`)."""
+    names = (_PY_NAME.match(part) for part in imported.split(","))
+    return [m.group(1) for m in names if m is not None]
 
 
 def _js_package(spec: str) -> str:

@@ -33,6 +33,8 @@ const t = await import('@huggingface/transformers');
 def test_python_imports_are_top_level_modules() -> None:
     assert script_imports(GRADIO_APP, "app.py") == ("os", "gradio", "transformers")
     assert script_imports("x = 'import gradio'\n", "app.py") == ()
+    assert script_imports("import numpy as np, gradio as gr  # ui\n", "a.py") == ("numpy", "gradio")
+    assert script_imports("    import huggingface_hub.utils\n", "a.py") == ("huggingface_hub",)
 
 
 def test_javascript_imports_are_packages_not_files() -> None:
