@@ -111,7 +111,7 @@ def test_a_cname_chain_of_unknown_or_hostile_names_gives_no_cname_answer() -> No
         ("telemetry.some-new-app.io", "telemetry", "heuristic"),
         ("crash-reports.some-new-app.io", "crash-report", "heuristic"),
         ("chatgpt.com", "cloud-llm-api", "list"),
-        ("status.elevenlabs.io", "docs-web", "list"),
+        ("status.poe.com", "docs-web", "list"),
         ("cdn.some-ai-vendor.example", "unknown", "none"),
         ("api.some-new-vendor.example", "cloud-llm-api", "heuristic"),
         ("dns.adguard.com", "doh-dot", "list"),
