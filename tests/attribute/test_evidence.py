@@ -196,3 +196,13 @@ def test_gpt4all_bindings_are_recognised_from_the_library_they_load(
     assert info.tool_reason is not None
     assert info.tool_reason.startswith("has /")
     assert "/gpt4all/llmodel_DO_NOT_MODIFY/build/libllmodel.so" in info.tool_reason
+
+
+def test_a_gpt4all_bindings_script_is_recognised(tool_libs_python: Path, tmp_path: Path) -> None:
+    chat = tmp_path / "chat.py"
+    chat.write_text("from gpt4all import GPT4All\n" + WAIT)  # the model is never loaded
+    with _running([str(tool_libs_python), "chat.py"], cwd=tmp_path) as pid:
+        info = _facts(pid)
+    assert info.tool == "GPT4All"
+    assert info.tool_reason is not None
+    assert "libllmodel.so loaded" in info.tool_reason  # the loaded library wins over the import
