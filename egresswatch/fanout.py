@@ -1,20 +1,17 @@
 """The one classify step after the agent, and the fan-out of each classified event to every
 consumer (store writer, live feed...) for both `egresswatch run` and `egresswatch agent`."""
 
-import dataclasses
 from collections.abc import Callable, Sequence
 
 from egresswatch.classify.catalog import Catalog
+from egresswatch.classify.verdict import classified_event
 from egresswatch.counters import Counters
 from egresswatch.model import Event
 
 
 def classify_event(catalog: Catalog, event: Event) -> Event:
-    """The event with its destination's category and the catalog entry that matched."""
-    if not event.host:
-        return dataclasses.replace(event, category="unknown")
-    found = catalog.classify(event.host)
-    return dataclasses.replace(event, category=found.category, catalog_entry=found.matched)
+    """The event with its destination's verdict (category, how it was decided, confidence)."""
+    return classified_event(catalog, event)
 
 
 class FanOut:

@@ -122,6 +122,7 @@ class ProcessInfo:
     netns: int | None
     container: str | None
     tool: str | None = None
+    tool_reason: str | None = None  # why `tool` was recognised (rule, loaded library, model file)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +159,8 @@ class Event:
     catalog_entry: str | None = None
     tool: str | None = None
     name_candidates: tuple[str, ...] = ()
+    category_source: str | None = None  # how `category` was decided (docs/catalog.md)
+    category_confidence: float | None = None  # 0.0-1.0, by `category_source`
 
     @property
     def name_ambiguous(self) -> bool:

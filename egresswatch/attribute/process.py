@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 
+from egresswatch.attribute.evidence import identify_tool
 from egresswatch.attribute.pidfs import (
     PidStat,
     full_name,
@@ -27,7 +28,7 @@ from egresswatch.attribute.pidfs import (
     read_stat,
     read_uid,
 )
-from egresswatch.classify.tools import ToolRules, default_tool_rules
+from egresswatch.classify.tools import ToolRules
 from egresswatch.model import ProcessInfo, ProcessRef
 
 _CONTAINER_RE = re.compile(
@@ -253,16 +254,14 @@ class ProcessFacts:
             netns=netns if netns is not None else _netns(pid_dir),
             container=_container(pid_dir, pid),
         )
-        return self._with_tool(info, cwd), hash_key
+        return self._with_tool(info, cwd, pid_dir), hash_key
 
-    def _with_tool(self, info: ProcessInfo, cwd: str | None) -> ProcessInfo:
-        """Names the LLM tool, from the process itself or its nearest recognised ancestor.
+    def _with_tool(self, info: ProcessInfo, cwd: str | None, pid_dir: int) -> ProcessInfo:
+        """Names the LLM tool and why: its own rule, what it has loaded or open, or an ancestor.
 
         `cwd` is read while the process is alive: it tells `python main.py` apart.
         """
-        tools = self._tools if self._tools is not None else default_tool_rules()
-        match = tools.recognise_process(info, cwd=cwd)
-        return dataclasses.replace(info, tool=match.tool) if match is not None else info
+        return identify_tool(info, pid_dir, cwd, self._tools)
 
     def _ancestry(self, ppid: int) -> tuple[ProcessRef, ...]:
         now = time.monotonic()
@@ -313,7 +312,27 @@ class ProcessFacts:
     def complete(self, info: ProcessInfo, cwd: str | None) -> ProcessInfo:
         """A `snapshot()` with its ancestry (the parents as they are now) and its tool."""
         with_parents = dataclasses.replace(info, ancestry=self._ancestry(info.ppid or 0))
-        return self._with_tool(with_parents, cwd)
+        pid_dir = self._same_process(info)
+        try:
+            return self._with_tool(with_parents, cwd, pid_dir)
+        finally:
+            if pid_dir >= 0:
+                os.close(pid_dir)
+
+    def _same_process(self, info: ProcessInfo) -> int:
+        """A pinned /proc directory of `info`'s process, or -1 when it has exited (or its pid
+        was reused): then only its own rule and its ancestors can name its tool."""
+        try:
+            pid_dir = open_pid(self._proc, info.pid)
+        except psutil.Error:
+            return -1
+        try:
+            if self._start(read_stat(pid_dir, info.pid)) == info.start_time:
+                return pid_dir
+        except psutil.Error:
+            pass
+        os.close(pid_dir)
+        return -1
 
     def _ref(self, pid: int) -> tuple[ProcessRef, int]:
         """The link for `pid` and its parent's pid."""

@@ -22,6 +22,8 @@ from egresswatch.classify.destinations import (
     normalise_host,
     pattern_anchor,
 )
+from egresswatch.classify.publiclist import public_lists
+from egresswatch.classify.verdict import DestinationClassifier, Verdict
 from egresswatch.errors import ConfigError
 
 HEADER = ("host_pattern", "category", "tools", "purpose", "source")
@@ -141,7 +143,7 @@ def bundled_public_suffix_list() -> PublicSuffixList:
 class Catalog:
     """Compiled destination catalog; `classify` is pure and safe to share between threads."""
 
-    __slots__ = ("_cache", "_entries", "_index", "_psl", "_vendors")
+    __slots__ = ("_cache", "_entries", "_generalised", "_index", "_psl", "_vendors")
 
     def __init__(self, entries: Sequence[Entry], psl: PublicSuffixList | None = None) -> None:
         self._entries = tuple(entries)
@@ -149,6 +151,7 @@ class Catalog:
         self._psl = psl or bundled_public_suffix_list()
         self._vendors = self._vendor_domains()
         self._cache: dict[str, Classification] = {}
+        self._generalised: DestinationClassifier | None = None
 
     @property
     def entries(self) -> tuple[Entry, ...]:
@@ -185,6 +188,21 @@ class Catalog:
             self._cache.clear()  # crude but bounded, and single dict ops are thread-safe
         self._cache[host] = result
         return result
+
+    def classify_destination(
+        self,
+        host: str | None,
+        *,
+        tool: str | None = None,
+        cname_chain: Sequence[str] = (),
+        address: str | None = None,
+    ) -> Verdict:
+        """Category with `source` and `confidence`, beyond the catalog too (classify/verdict.py)."""
+        if self._generalised is None:  # built on first use; a benign race builds it twice
+            self._generalised = DestinationClassifier(self, public_lists())
+        return self._generalised.classify_destination(
+            host, tool=tool, cname_chain=cname_chain, address=address
+        )
 
     def _classify(self, host: str) -> Classification:
         name = normalise_host(host)

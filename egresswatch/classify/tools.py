@@ -82,6 +82,18 @@ def describe_launch(exe: str | None, cmdline: Sequence[str], cwd: str | None = N
     return _interpreted(base, paths, argv, cwd)
 
 
+def interpreted_script(
+    exe: str | None, cmdline: Sequence[str], cwd: str | None = None
+) -> str | None:
+    """The script an interpreter (python, node, sh...) was started with, or None."""
+    argv0 = cmdline[0] if cmdline else (exe or "")
+    if not _INTERPRETER.fullmatch(posixpath.basename(argv0)):
+        return None
+    launch = describe_launch(exe, cmdline, cwd)
+    own = sum(1 for p in (exe, argv0 if "/" in argv0 else None) if p)
+    return launch.paths[-1] if len(launch.paths) > own else None
+
+
 def _interpreted(
     base: str, paths: tuple[str, ...], argv: tuple[str, ...], cwd: str | None
 ) -> Launch:

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from egresswatch.classify.catalog import load_catalog
 from egresswatch.classify.destinations import Classification
+from egresswatch.classify.verdict import Verdict
 from egresswatch.cli.tables import Column, render
 from egresswatch.errors import ConfigError
 from egresswatch.output import printable, to_json_line
@@ -26,8 +27,15 @@ def host_of(text: str) -> str:
     return head
 
 
-def as_json(result: Classification) -> dict[str, Any]:
-    """The JSON object printed per host by `classify --json`."""
+def as_json(result: Classification, verdict: Verdict | None = None) -> dict[str, Any]:
+    """The JSON object printed per host by `classify --json` (`category` from the verdict)."""
+    decided = {} if verdict is None else {
+        "category": verdict.category,
+        "category_source": verdict.source,
+        "category_confidence": verdict.confidence,
+        "evidence": verdict.matched,
+        "decided_purpose": verdict.purpose,
+    }  # fmt: skip
     return {
         "host": result.host,
         "category": result.category,
@@ -47,6 +55,7 @@ def as_json(result: Classification) -> dict[str, Any]:
             }
             for r in result.roles
         ],
+        **decided,
     }
 
 
@@ -54,6 +63,7 @@ SHOWN_TOOLS = 3
 COLUMNS = (
     Column("host", keep=0, min_width=24, fold=True),
     Column("category", keep=0, min_width=14),
+    Column("decided by", keep=2, min_width=10),
     Column("matched", keep=3, min_width=12, fold=True),
     Column("registrable domain", keep=4, min_width=12, fold=True),
     Column("tools", keep=2, min_width=16, fold=True),
@@ -66,10 +76,13 @@ def _brief_tools(tools: tuple[str, ...]) -> str:
     return f"{shown} (+{len(tools) - SHOWN_TOOLS})" if len(tools) > SHOWN_TOOLS else shown
 
 
-def _cells(r: Classification) -> tuple[str | None, ...]:
-    category = ", ".join(r.categories) if r.roles else r.category
-    purpose = r.purpose or r.reason
-    return (r.host, category, r.matched, r.registrable_domain, _brief_tools(r.tools), purpose)
+def _cells(r: Classification, v: Verdict) -> tuple[str | None, ...]:
+    others = [c for c in r.categories if c != v.category] if r.roles else []
+    category = ", ".join([v.category, *others])
+    purpose = v.purpose or r.purpose or r.reason
+    decided = f"{v.source} {v.confidence:.2f}"
+    tools = _brief_tools(r.tools)
+    return (r.host, category, decided, v.matched, r.registrable_domain, tools, purpose)
 
 
 def classify_command(
@@ -82,6 +95,10 @@ def classify_command(
     catalog: Annotated[
         Path | None,
         typer.Option("--catalog", help="User catalog CSV merged over the packaged one."),
+    ] = None,
+    tool: Annotated[
+        str | None,
+        typer.Option("--tool", help="The LLM tool that reached the hosts (picks its role)."),
     ] = None,
 ) -> None:
     """Show the category, tools, purpose and source the catalog gives each HOST.
@@ -97,12 +114,12 @@ def classify_command(
     names = [host_of(h) for h in hosts]
     if not all(names):
         raise typer.BadParameter("empty host name", param_hint="HOSTS")
-    results = [compiled.classify(h) for h in names]
+    results = [(compiled.classify(h), compiled.classify_destination(h, tool=tool)) for h in names]
     if json_lines:
-        for result in results:
-            sys.stdout.write(to_json_line(as_json(result)) + "\n")
+        for result, verdict in results:
+            sys.stdout.write(to_json_line(as_json(result, verdict)) + "\n")
     else:
-        render(COLUMNS, [_cells(r) for r in results], Console(highlight=False))
+        render(COLUMNS, [_cells(r, v) for r, v in results], Console(highlight=False))
 
 
 

@@ -98,7 +98,9 @@ class Ingest:
 
     ids: dict[tuple[str, Hashable], int] = field(default_factory=dict)
     _dest: dict[int, _Seen] = field(default_factory=dict)
-    _dest_class: dict[int, tuple[str | None, str | None]] = field(default_factory=dict)
+    _dest_class: dict[int, tuple[str | None, str | None, str | None, float | None]] = field(
+        default_factory=dict
+    )
     _dtool: dict[tuple[int, str], _Seen] = field(default_factory=dict)
     _names: dict[tuple[int, int, int], _Seen] = field(default_factory=dict)
 
@@ -184,7 +186,10 @@ class Ingest:
             self.ids[key] = dest
         self._dest.setdefault(dest, _Seen(ts, ts)).add(ts)
         if ev.category is not None:
-            self._dest_class[dest] = (opt(ev.category), opt(ev.catalog_entry))
+            self._dest_class[dest] = (
+                opt(ev.category), opt(ev.catalog_entry), opt(ev.category_source),
+                ev.category_confidence,
+            )  # fmt: skip
         if ev.tool is not None:
             self._dest_tool(conn, dest, storable(ev.tool), ts)
         return dest
@@ -298,7 +303,8 @@ class Ingest:
             conn.execute(DEST_SEEN, [_seen_params(d, s) for d, s in self._dest.items()])
         if self._dest_class:
             classes = [
-                {"b_id": d, "b_cat": c, "b_entry": e} for d, (c, e) in self._dest_class.items()
+                {"b_id": d, "b_cat": c, "b_entry": e, "b_src": s, "b_conf": f}
+                for d, (c, e, s, f) in self._dest_class.items()
             ]
             conn.execute(DEST_CLASS, classes)
         if self._dtool:
@@ -392,4 +398,5 @@ def _process_values(proc: ProcessInfo, exe_id: int | None) -> dict[str, Any]:
         "netns": proc.netns,
         "container": opt(proc.container),
         "tool": opt(proc.tool),
+        "tool_reason": opt(proc.tool_reason),
     }

@@ -117,6 +117,8 @@ def _base_query() -> Select[*tuple[Any, ...]]:
             _dest_host.name.label("host"),
             Destination.category,
             Destination.catalog_entry,
+            Destination.category_source,
+            Destination.category_confidence,
             _tool.text.label("tool"),
             _name.name.label("name"),
             _detail.text.label("detail"),
@@ -291,6 +293,8 @@ def _stored(row: Row[Any], answers: dict[int, list[_Answer]]) -> StoredEvent:
         catalog_entry=row.catalog_entry,
         tool=row.tool,
         name_candidates=tuple(json.loads(ev.name_candidates)) if ev.name_candidates else (),
+        category_source=row.category_source,
+        category_confidence=row.category_confidence,
     )
     return StoredEvent(ev.id, event)
 
@@ -364,6 +368,7 @@ def _process(row: Row[Any]) -> ProcessInfo | None:
         netns=proc.netns,
         container=proc.container,
         tool=proc.tool,
+        tool_reason=proc.tool_reason,
     )
 
 

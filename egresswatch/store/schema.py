@@ -134,6 +134,7 @@ class Process(Base):
     container: Mapped[str | None] = mapped_column(Text)
     tool: Mapped[str | None] = mapped_column(Text, index=True)
     first_seen: Mapped[float] = mapped_column(Float)
+    tool_reason: Mapped[str | None] = mapped_column(Text)  # revision 0005
 
 
 class Destination(Base):
@@ -147,6 +148,8 @@ class Destination(Base):
     first_seen: Mapped[float] = mapped_column(Float)
     last_seen: Mapped[float] = mapped_column(Float)
     count: Mapped[int] = mapped_column(BigInteger)
+    category_source: Mapped[str | None] = mapped_column(Text)  # revision 0005
+    category_confidence: Mapped[float | None] = mapped_column(Float)  # revision 0005
 
 
 class DestinationTool(Base):

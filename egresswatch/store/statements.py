@@ -81,6 +81,7 @@ DEST_CLASS = (
     update(T_DEST)
     .where(T_DEST.c.id == bindparam("b_id"))
     .values(category=bindparam("b_cat"), catalog_entry=bindparam("b_entry"))
+    .values(category_source=bindparam("b_src"), category_confidence=bindparam("b_conf"))
 )
 DTOOL_SEEN = seen_update(
     T_DTOOL,

@@ -360,3 +360,17 @@ def test_cli_user_catalog_and_errors(tmp_path: Path) -> None:
 
 def test_printable_escapes_controls_and_bidi() -> None:
     assert printable("a\x00b\x7f\u202e") == "a\\x00b\\x7f\\u202e"
+
+
+def test_cli_says_how_each_category_was_decided_and_takes_the_tool() -> None:
+    args = ["classify", "--json", "--tool", "Gradio apps (library)", "api.gradio.app"]
+    out = CliRunner().invoke(_app(), [*args, "versions-prod.lmstudio.ai", "127.0.0.1"])
+    assert out.exit_code == 0, out.output
+    gradio, lmstudio, loopback = (json.loads(line) for line in out.stdout.splitlines())
+    assert (gradio["category"], gradio["category_source"]) == ("update-check", "catalog")
+    assert gradio["category_confidence"] == 1.0
+    assert (lmstudio["category"], lmstudio["category_source"]) == ("update-check", "vendor")
+    assert lmstudio["evidence"] == "lmstudio.ai"
+    assert (loopback["category"], loopback["category_source"]) == ("local", "address")
+    table = CliRunner().invoke(_app(), ["classify", "claude.ai"], env={"COLUMNS": "250"})
+    assert "list 0.50" in table.stdout

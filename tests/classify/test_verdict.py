@@ -1,0 +1,227 @@
+"""classify_destination: every answer says how it was decided, and guesses never name a registry."""
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from egresswatch.classify.catalog import (
+    Catalog,
+    build_entries,
+    load_catalog,
+    packaged_catalog_text,
+    parse_catalog,
+)
+from egresswatch.classify.context import role_for_tool, tool_keys
+from egresswatch.classify.cues import CUE_GROUPS, label_cue
+from egresswatch.classify.locality import address_locality, name_locality
+from egresswatch.classify.publiclist import parse_domain_list, public_lists
+from egresswatch.classify.verdict import SOURCES, DestinationClassifier
+from egresswatch.errors import ConfigError
+
+CATALOG = load_catalog()
+GRADIO = "Gradio apps (library)"
+HF = "huggingface_hub / transformers"
+
+
+@pytest.mark.parametrize(
+    ("host", "tool", "category"),
+    [
+        ("api.gradio.app", GRADIO, "update-check"),
+        ("huggingface.co", GRADIO, "telemetry"),
+        ("pypi.org", HF, "update-check"),
+        ("huggingface.co", HF, "model-registry"),
+        ("gpt4all.io", "GPT4All", "model-registry"),
+        ("pypi.org", "Open WebUI", "package-registry"),
+        ("pypi.org", None, "package-registry"),
+    ],
+)
+def test_the_tool_picks_the_role_of_a_multi_purpose_host(
+    host: str, tool: str | None, category: str
+) -> None:
+    verdict = CATALOG.classify_destination(host, tool=tool)
+    assert (verdict.category, verdict.source, verdict.matched) == (category, "catalog", host)
+    assert verdict.citation
+
+
+def test_a_tool_the_host_does_not_know_keeps_the_primary_role() -> None:
+    verdict = CATALOG.classify_destination("huggingface.co", tool="Ollama")
+    assert verdict.category == "model-registry"
+    assert verdict.confidence < CATALOG.classify_destination("pypi.org", tool=HF).confidence
+
+
+def test_tool_names_are_compared_by_keys() -> None:
+    assert "gradio" in tool_keys(GRADIO)
+    assert {"huggingface_hub", "transformers"} <= tool_keys(HF)
+    assert role_for_tool(CATALOG.classify("pypi.org").roles, "nothing-like-it") is None
+
+
+@pytest.mark.parametrize(
+    ("address", "category"),
+    [("127.0.0.1", "local"), ("::1", "local"), ("0.0.0.0", "local"), ("10.0.0.7", "lan"),
+     ("192.168.1.20", "lan"), ("fe80::1%eth0", "lan"), ("fd00:199::2", "lan"),
+     ("100.101.102.103", "lan"), ("[::ffff:127.0.0.1]", "local"), ("8.8.8.8", None),
+     ("2606:4700::1", None), ("not-an-address", None), ("", None)],
+)  # fmt: skip
+def test_address_locality(address: str, category: str | None) -> None:
+    assert address_locality(address) == category
+
+
+def test_local_destinations_are_categories_not_null() -> None:
+    own = CATALOG.classify_destination(None, address="127.0.0.1")
+    assert (own.category, own.source, own.confidence) == ("local", "address", 1.0)
+    # a LAN address with a catalogued name may be a proxy: the name wins; loopback never egresses
+    assert CATALOG.classify_destination("api.openai.com", address="10.0.0.5").category == (
+        "cloud-llm-api"
+    )
+    assert CATALOG.classify_destination("gpu-box.example", address="10.0.0.5").category == "lan"
+    assert CATALOG.classify_destination("api.openai.com", address="127.0.0.1").category == "local"
+    assert CATALOG.classify_destination("ollama.lan").category == "lan"
+    assert CATALOG.classify_destination("api.openai.com", address="1.2.3.4").category == (
+        "cloud-llm-api"
+    )
+    assert name_locality("gpu-box.local") == "lan"
+    assert name_locality("LOCALHOST.") == "local"
+    assert name_locality("localhost.example.com") is None
+
+
+def test_a_cname_chain_to_a_catalogued_name_passes_its_category_on() -> None:
+    verdict = CATALOG.classify_destination(
+        "models.example-mirror.net",
+        cname_chain=("models.example-mirror.net", "edge.example-cdn.net", "cdn-lfs-us-1.hf.co"),
+    )
+    assert (verdict.category, verdict.source) == ("model-cdn", "cname")
+    assert verdict.matched == "cdn-lfs-us-1.hf.co->cdn-lfs-us-1.hf.co"
+
+
+def test_a_cname_chain_of_unknown_or_hostile_names_gives_no_cname_answer() -> None:
+    verdict = CATALOG.classify_destination(
+        "a.example-mirror.net", cname_chain=("b.example.net", "bad\x00name", "x" * 2000)
+    )
+    assert verdict.source != "cname"
+
+
+@pytest.mark.parametrize(
+    ("host", "category", "source"),
+    [
+        ("versions-prod.lmstudio.ai", "update-check", "vendor"),
+        ("codestral.mistral.ai", "cloud-llm-api", "vendor"),
+        ("transfer.eu.hf.co", "model-cdn", "vendor"),
+        ("telemetry.some-new-app.io", "telemetry", "heuristic"),
+        ("crash-reports.some-new-app.io", "crash-report", "heuristic"),
+        ("chatgpt.com", "cloud-llm-api", "list"),
+        ("status.poe.com", "docs-web", "list"),
+        ("cdn.some-ai-vendor.example", "unknown", "none"),
+        ("api.some-new-vendor.example", "cloud-llm-api", "heuristic"),
+        ("dns.adguard.com", "doh-dot", "list"),
+        ("o42.ingest.sentry.io", "crash-report", "catalog"),
+        ("nothing-to-see.example.org", "unknown", "none"),
+    ],
+)
+def test_beyond_the_catalog(host: str, category: str, source: str) -> None:
+    verdict = CATALOG.classify_destination(host)
+    assert (verdict.category, verdict.source) == (category, source), verdict
+    assert verdict.source in SOURCES
+    assert (verdict.confidence == 0.0) == (source == "none")
+
+
+def test_a_registry_vendor_s_unlisted_host_is_never_guessed_a_registry() -> None:
+    rows = parse_catalog(
+        "host_pattern,category,tools,purpose,source\n"
+        "models.example,model-registry,generic,the registry,test\n",
+        "test",
+    )
+    classifier = DestinationClassifier(Catalog(build_entries(rows)), public_lists())
+    for host in ("x.models.example", "registry.models.example", "api.models.example"):
+        assert classifier.classify_destination(host).category != "model-registry"
+    assert "model-registry" not in {category for category, _ in CUE_GROUPS}
+
+
+def test_hostile_names_are_unknown_without_raising() -> None:
+    for host in ("", "a..b", "\x1b[31mred", "x" * 5000, "-" * 70 + ".com"):
+        verdict = CATALOG.classify_destination(host)
+        assert verdict.category == "unknown"
+
+
+def test_label_cues_read_words_not_substrings() -> None:
+    assert label_cue(("catalog",)) is None  # "log" inside a word is no cue
+    cue = label_cue(("otel", "collector"))
+    assert cue is not None
+    assert cue.category == "telemetry"
+
+
+def test_the_vendored_lists_are_pinned_and_parsed() -> None:
+    listed = public_lists()
+    assert len(listed) > 2000
+    match = listed.lookup("foo.api.anthropic.com")
+    assert match is not None
+    assert (match.domain, match.category) == ("anthropic.com", "ai-service")
+    assert match.cited == "v2fly:category-ai-!cn:anthropic.com"
+    assert listed.lookup("example.org") is None
+    assert listed.lookup("a." * 200 + "example.org") is None
+    header = "kind,domain,list,category\n"
+    with pytest.raises(ConfigError, match="x:2"):
+        parse_domain_list(header + "regexp,foo,bar,telemetry\n", "x")
+    with pytest.raises(ConfigError, match="x:2: unknown category"):
+        parse_domain_list(header + "domain,foo.example,bar,model-registry\n", "x")
+    with pytest.raises(ConfigError, match="x:2"):
+        parse_domain_list(header + "domain,foo.example\n", "x")
+
+
+def test_an_ai_vendor_s_api_host_is_its_llm_api_and_other_hosts_stay_vague() -> None:
+    assert CATALOG.classify_destination("api.anthropic.com").category == "cloud-llm-api"
+    assert CATALOG.classify_destination("claude.ai").category == "cloud-llm-api"
+    assert CATALOG.classify_destination("x7.claude.ai").category == "other"
+
+
+@pytest.mark.parametrize(
+    ("host", "tool", "category"),
+    [
+        ("cdn-media.huggingface.co", GRADIO, "mesh-vpn"),
+        ("chroma-onnx-models.s3.amazonaws.com", "chromadb", "model-cdn"),
+        ("embed.trychroma.com", "chromadb", "cloud-llm-api"),
+        ("us.i.posthog.com", "chromadb", "telemetry"),
+        ("router.huggingface.co", HF, "cloud-llm-api"),
+        ("queue.fal.run", HF, "cloud-llm-api"),
+        ("endpoints.huggingface.co", HF, "other"),
+        ("eu.api.smith.langchain.com", None, "telemetry"),
+    ],
+)
+def test_hosts_mined_from_the_libraries_source(host: str, tool: str | None, category: str) -> None:
+    verdict = CATALOG.classify_destination(host, tool=tool)
+    assert (verdict.category, verdict.source) == (category, "catalog")
+    assert verdict.citation
+
+
+def test_mined_rows_cite_repository_commit_and_file() -> None:
+    text = packaged_catalog_text()
+    mined = text[text.index("# ---- Part 3") :]
+    rows = parse_catalog("host_pattern,category,tools,purpose,source\n" + mined, "part 3")
+    assert len(rows) >= 15
+    for pattern, role in rows:
+        assert re.search(r"[\w.-]+/[\w.-]+@[0-9a-f]{8} \S+\.\w+", role.source), pattern
+
+
+_LABEL = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1, max_size=20)
+_NAMES = st.one_of(
+    st.lists(_LABEL, min_size=1, max_size=6).map(".".join),
+    st.text(max_size=80),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    host=st.one_of(st.none(), _NAMES),
+    chain=st.lists(_NAMES, max_size=5),
+    address=st.one_of(st.none(), st.ip_addresses().map(str), st.text(max_size=40)),
+    tool=st.one_of(st.none(), st.sampled_from([GRADIO, HF, "Ollama", "x"]), st.text(max_size=20)),
+)
+def test_classify_destination_never_raises_and_never_guesses_a_registry(
+    host: str | None, chain: list[str], address: str | None, tool: str | None
+) -> None:
+    verdict = CATALOG.classify_destination(host, tool=tool, cname_chain=chain, address=address)
+    assert verdict.source in SOURCES
+    assert 0.0 <= verdict.confidence <= 1.0
+    if verdict.category == "model-registry":
+        assert verdict.source in ("catalog", "cname")
