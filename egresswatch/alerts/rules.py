@@ -186,6 +186,7 @@ def registrable_domain(host: str) -> str:
 
 class NewDestinations:
     """new-destination: the first time an LLM tool's executable reaches a registrable domain.
+    Executables are told apart by path (the hash is recorded in the alert when known).
 
     Remembers a bounded set in memory; after a restart the store's dedup key turns a repeat into
     a count on the existing alert (no second notification).
@@ -200,7 +201,8 @@ class NewDestinations:
         if event.tool is None or process is None or not event.host or not is_egress(event):
             return None
         domain = registrable_domain(event.host)
-        key = (process.exe_sha256 or process.exe or process.name, domain)
+        # The path, like the store's dedup key: the hash may arrive after the first events.
+        key = (process.exe or process.exe_sha256 or process.name, domain)
         if key in self._seen:
             return None
         if len(self._seen) >= self._limit:

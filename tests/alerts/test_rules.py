@@ -85,7 +85,9 @@ def test_new_destination_once_per_executable_and_registrable_domain() -> None:
     rules = RuleSet(load_policy())
     first = rules.evaluate(hello("a.cdn.example.co.uk", category="other"), 1, [], {})
     again = rules.evaluate(hello("b.cdn.example.co.uk", category="other"), 2, [], {})
-    other_exe = dataclasses.replace(OLLAMA, exe_sha256="ee" * 32)
+    hashed_later = dataclasses.replace(OLLAMA, exe_sha256=None)  # same executable, hash pending
+    assert not rules.evaluate(hello("c.example.co.uk", hashed_later, "other"), 3, [], {})
+    other_exe = dataclasses.replace(OLLAMA, exe="/opt/ollama/bin/ollama")
     third = rules.evaluate(hello("example.co.uk", other_exe, "other"), 3, [], {})
     assert [a.host for a in first if a.rule == "new-destination"] == ["example.co.uk"]
     assert not [a for a in again if a.rule == "new-destination"]
