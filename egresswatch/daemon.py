@@ -11,6 +11,7 @@ import logging
 import threading
 
 from egresswatch.agent import Agent, Attributor
+from egresswatch.alerts.desktop import DesktopSink
 from egresswatch.alerts.engine import AlertEngine
 from egresswatch.alerts.journal import JournalSink
 from egresswatch.alerts.policy import Policy
@@ -144,6 +145,8 @@ def build_sinks(settings: SinkSettings) -> list[tuple[AlertSink, Severity]]:
     sinks: list[tuple[AlertSink, Severity]] = []
     if settings.journald:
         sinks.append((JournalSink(), "low"))
+    if settings.desktop:
+        sinks.append((DesktopSink(), "medium"))
     hook = settings.webhook
     if hook is not None:
         sink = WebhookSink(hook.url, hook.preset, hook.retries, hook.timeout)

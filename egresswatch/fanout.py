@@ -9,11 +9,18 @@ from egresswatch.counters import Counters
 from egresswatch.model import Event
 
 
+def destination_name(event: Event) -> str | None:
+    """The name an event is about: its host, or for a DNS message the name asked for."""
+    dns = event.observation.dns
+    return event.host or (dns.qname if dns is not None else None)
+
+
 def classify_event(catalog: Catalog, event: Event) -> Event:
     """The event with its destination's category and the catalog entry that matched."""
-    if not event.host:
+    name = destination_name(event)
+    if not name:
         return dataclasses.replace(event, category="unknown")
-    found = catalog.classify(event.host)
+    found = catalog.classify(name)
     return dataclasses.replace(event, category=found.category, catalog_entry=found.matched)
 
 

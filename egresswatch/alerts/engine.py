@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 
 from egresswatch.alerts.held import HeldFindings
-from egresswatch.alerts.listeners import client_of, scan_listeners
+from egresswatch.alerts.listeners import ListenerScan, client_of
 from egresswatch.alerts.rules import Listener, RuleSet, exposed_api, untrusted_model_source
 from egresswatch.alerts.sinks import Delivery
 from egresswatch.bus import Bus
@@ -62,14 +62,14 @@ class AlertEngine(threading.Thread):
         delivery: Delivery,
         feed: Bus[object],
         stop: threading.Event,
-        scanner: Scanner = scan_listeners,
+        scanner: Scanner | None = None,
         auto_sessions: bool = True,
         large_download_mb: float = 50.0,
     ) -> None:
         super().__init__(name="egresswatch-alerts", daemon=True)
         self.writer, self.tracker, self.rules = writer, tracker, rules
         self.delivery, self.feed, self.stop = delivery, feed, stop
-        self.scanner = scanner
+        self.scanner = scanner or ListenerScan()
         self.auto_sessions = auto_sessions
         self.large_download_mb = large_download_mb
         self._tool_flows: OrderedDict[FlowKey, tuple[int, Event]] = OrderedDict()

@@ -8,9 +8,11 @@ from egresswatch.cli import (
     alerts_cmd,
     classify_cmd,
     replay_cmd,
+    report_cmd,
     run_cmd,
     session_cmd,
     store_cmd,
+    tools_cmd,
     web_cmd,
 )
 
@@ -48,7 +50,7 @@ def _root(
 
 for _module in (run_cmd, agent_cmd, replay_cmd, classify_cmd, store_cmd, web_cmd):
     _module.register(app)
-for _module in (session_cmd, alerts_cmd):
+for _module in (session_cmd, alerts_cmd, report_cmd, tools_cmd):
     _module.register(app)
 
 

@@ -7,6 +7,7 @@ Other writes (sessions, alerts) come in as jobs through `post`, and `on_written`
 each committed event's id.
 """
 
+import contextlib
 import logging
 import queue
 import threading
@@ -71,7 +72,8 @@ class EventWriter:
         self._batch_size = batch_size
         self._interval = batch_interval
         self._checkpoint_interval = checkpoint_interval
-        self._queue: queue.Queue[Event] = queue.Queue(maxsize=max_buffer)
+        # None wakes the thread for a posted job (see `post`); it is never written.
+        self._queue: queue.Queue[Event | None] = queue.Queue(maxsize=max_buffer)
         self._ingest = Ingest()
         self._counters = Counters()
         self._lock = threading.Lock()
@@ -119,6 +121,8 @@ class EventWriter:
                 return False
             self._jobs.append((job, then))
             self._accepted += 1
+        with contextlib.suppress(queue.Full):  # a full queue wakes the thread anyway
+            self._queue.put_nowait(None)
         return True
 
     def on_written(self, hook: Written) -> None:
@@ -194,16 +198,20 @@ class EventWriter:
             first = self._queue.get(timeout=0.1)
         except queue.Empty:
             return []
+        if first is None:
+            return []  # a job was posted: run it now
         batch = [first]
         deadline = time.monotonic() + self._interval
         while len(batch) < self._batch_size:
             try:
-                batch.append(self._queue.get_nowait())
-                continue
+                item = self._queue.get_nowait()
             except queue.Empty:
-                pass
+                item = None
+            if item is not None:
+                batch.append(item)
+                continue
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or self._stop.is_set():
+            if remaining <= 0 or self._stop.is_set() or self._jobs:
                 break
             # Short waits: close() must not wait out a long batch interval.
             time.sleep(min(remaining, 0.02))

@@ -13,6 +13,7 @@ from typing import Any
 @dataclass
 class Received:
     posts: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # when each post arrived (epoch seconds)
     fail_first: int = 0
     delay: float = 0.0
     url: str = ""
@@ -40,6 +41,7 @@ def receiver(fail_first: int = 0, delay: float = 0.0) -> Iterator[Received]:
                 got.fail_first -= 1
                 self.send_response(503)
             else:
+                got.times.append(time.time())
                 got.posts.append((dict(self.headers.items()), body))
                 got.arrived.set()
                 self.send_response(200)

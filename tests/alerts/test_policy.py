@@ -1,5 +1,7 @@
 """The policy: shipped defaults, user overrides and entries, and one clear error per bad file."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,30 @@ def test_a_bad_policy_file_is_one_config_error_naming_file_and_key(
 def test_an_unreadable_policy_file_says_so(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_policy(tmp_path / "missing.toml")
+
+
+def test_run_refuses_a_bad_policy_file_with_one_line(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[rules.phone-home]\nseverity = 'low'\n")
+    config = tmp_path / "config.toml"
+    config.write_text(f"[alerts]\npolicy = '{policy}'\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "egresswatch",
+            "run",
+            "--config",
+            str(config),
+            "--db",
+            str(tmp_path / "e.db"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert (
+        str(policy) in result.stderr and "rules" in result.stderr and "phone-home" in result.stderr
+    )
+    assert "Traceback" not in result.stderr

@@ -68,7 +68,7 @@ def test_kill_9_under_load_keeps_a_sound_database_and_loses_under_a_second(tmp_p
         text=True,
     )
     assert child.stdout is not None
-    last = ""
+    last = child.stdout.readline()  # the child is up (imports, migrations): 3 s of writing
     deadline = time.monotonic() + 3.0
     try:
         while time.monotonic() < deadline:
