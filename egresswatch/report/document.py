@@ -56,9 +56,7 @@ def summary(session: InferenceSession, evidence: list[dict[str, Any]]) -> str:
     where = f"during session {session.id} ({_span(session)})"
     if not evidence:
         return f"No process in scope sent anything off this machine {where}."
-    seen = sorted(
-        {f"{r['process'] or r['attribution']} -> {_name(r)}" for r in evidence}
-    )
+    seen = sorted({f"{r['process'] or r['attribution']} -> {_name(r)}" for r in evidence})
     return f"{len(evidence)} in-scope egress events left this machine {where}: {'; '.join(seen)}."
 
 
