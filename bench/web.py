@@ -14,6 +14,7 @@ Usage: python bench/web.py [--events 1000000] [--days 7] [--db PATH (kept and re
 import argparse
 import json
 import random
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -96,12 +97,21 @@ def show(label: str, ours: list[float], peer: list[float], peer_label: str) -> N
           f"ratio p95 {ratio:.2f}")  # fmt: skip
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def start_server(db: Path, port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "egresswatch", "web", "--db", str(db), "--port", str(port)],
         stdout=subprocess.DEVNULL,
     )
     for _ in range(300):
+        if proc.poll() is not None:
+            raise SystemExit(f"egresswatch web exited with {proc.returncode}")
         try:
             httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1)
             return proc
@@ -212,7 +222,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--days", type=float, default=7.0)
     parser.add_argument("--db", type=Path, default=None)
-    parser.add_argument("--port", type=int, default=8799)
+    parser.add_argument("--port", type=int, default=0, help="default: a free one")
     parser.add_argument("--browser", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -223,8 +233,9 @@ def main() -> None:
             fill(db, args.events, args.days)
             print(f"filled {args.events:,} events over {args.days} days "
                   f"in {time.perf_counter() - started:.0f} s")  # fmt: skip
-        base = f"http://127.0.0.1:{args.port}"
-        server = start_server(db, args.port)
+        port = args.port or free_port()
+        base = f"http://127.0.0.1:{port}"
+        server = start_server(db, port)
         try:
             api_figures(db, base)
             sse_figures(db, base)

@@ -9,6 +9,12 @@ from egresswatch.counters import Counters
 from egresswatch.model import Event
 
 
+def destination_name(event: Event) -> str | None:
+    """The name an event is about: its host, or for a DNS message the name asked for."""
+    dns = event.observation.dns
+    return event.host or (dns.qname if dns is not None else None)
+
+
 def classify_event(catalog: Catalog, event: Event) -> Event:
     """The event with its destination's verdict (category, how it was decided, confidence)."""
     return classified_event(catalog, event)

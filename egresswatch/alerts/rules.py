@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from publicsuffixlist import PublicSuffixList
 
 from egresswatch.alerts.policy import Policy
+from egresswatch.fanout import destination_name
 from egresswatch.model import Alert, Event, InferenceSession, ProcessInfo
 from egresswatch.sessions.scope import is_egress, is_local_address
 
@@ -52,7 +53,7 @@ def _alert(rule: str, event: Event, event_id: int, message: str, **more: object)
         "process": process.name if process else None,
         "exe": process.exe if process else None,
         "exe_sha256": process.exe_sha256 if process else None,
-        "host": event.host or event.observation.flow.dst,
+        "host": destination_name(event) or event.observation.flow.dst,
         "category": event.category,
         "event_id": event_id,
     }
@@ -61,7 +62,7 @@ def _alert(rule: str, event: Event, event_id: int, message: str, **more: object)
 
 
 def _target(event: Event) -> str:
-    host = event.host or event.observation.flow.dst
+    host = destination_name(event) or event.observation.flow.dst
     return f"{host} [{event.category or 'unknown'}]"
 
 
@@ -186,6 +187,7 @@ def registrable_domain(host: str) -> str:
 
 class NewDestinations:
     """new-destination: the first time an LLM tool's executable reaches a registrable domain.
+    Executables are told apart by path (the hash is recorded in the alert when known).
 
     Remembers a bounded set in memory; after a restart the store's dedup key turns a repeat into
     a count on the existing alert (no second notification).
@@ -197,10 +199,12 @@ class NewDestinations:
 
     def check(self, policy: Policy, event: Event, event_id: int) -> Alert | None:
         process = event.attribution.process
-        if event.tool is None or process is None or not event.host or not is_egress(event):
+        name = destination_name(event)
+        if event.tool is None or process is None or not name or not is_egress(event):
             return None
-        domain = registrable_domain(event.host)
-        key = (process.exe_sha256 or process.exe or process.name, domain)
+        domain = registrable_domain(name)
+        # The path, like the store's dedup key: the hash may arrive after the first events.
+        key = (process.exe or process.exe_sha256 or process.name, domain)
         if key in self._seen:
             return None
         if len(self._seen) >= self._limit:

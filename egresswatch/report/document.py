@@ -56,10 +56,13 @@ def summary(session: InferenceSession, evidence: list[dict[str, Any]]) -> str:
     where = f"during session {session.id} ({_span(session)})"
     if not evidence:
         return f"No process in scope sent anything off this machine {where}."
-    seen = sorted(
-        {f"{r['process'] or r['attribution']} -> {r['host'] or r['dst']}" for r in evidence}
-    )
+    seen = sorted({f"{r['process'] or r['attribution']} -> {_name(r)}" for r in evidence})
     return f"{len(evidence)} in-scope egress events left this machine {where}: {'; '.join(seen)}."
+
+
+def _name(record: dict[str, Any]) -> str:
+    """What an evidence event is about: its host, the DNS question, or the address."""
+    return str(record["host"] or record.get("qname") or record["dst"])
 
 
 def groups(evidence: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -76,7 +79,7 @@ def groups(evidence: list[dict[str, Any]]) -> list[dict[str, Any]]:
             key, {"tool": key[0], "process": key[1], "category": key[2], "events": 0}
         )
         entry["events"] += 1
-        hosts[key].add(record["host"] or record["dst"])
+        hosts[key].add(_name(record))
     return [grouped[k] | {"hosts": sorted(hosts[k])} for k in sorted(grouped)]
 
 
@@ -94,7 +97,7 @@ def remediation(evidence: list[dict[str, Any]], alerts: list[dict[str, Any]]) ->
             for s, stops in found
         ],
         "paste": paste_blocks(
-            [r["host"] for r in evidence if r["host"]],
+            [_name(r) for r in evidence if r["host"] or r.get("qname")],
             [r["dst"] for r in evidence if r["kind"] != "dns"],  # not the resolver
         ),
     }

@@ -6,6 +6,7 @@ from egresswatch.model import Event
 
 # Names that never leave the machine or the local link (RFC 6761, RFC 6762, RFC 8375).
 LOCAL_NAMES = frozenset({"localhost", "local", "home.arpa", "localdomain"})
+DNS_PORTS = frozenset({53, 5353, 5355})
 
 
 def is_local_address(address: str) -> bool:
@@ -32,4 +33,6 @@ def is_egress(event: Event) -> bool:
         if dns is None or dns.is_response or obs.dns_proto != "dns" or not dns.qname:
             return False
         return not is_local_name(dns.qname)
+    if obs.kind == "flow" and obs.flow.dport in DNS_PORTS:
+        return False  # the transport of a lookup: the DNS event itself is the egress
     return not is_local_address(obs.flow.dst)

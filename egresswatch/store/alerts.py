@@ -25,8 +25,12 @@ class AlertFilter:
 
 
 def dedup_key(alert: Alert) -> str:
-    """One alert per (rule, tool, executable, destination, session)."""
-    exe = alert.exe_sha256 or alert.exe
+    """One alert per (rule, tool, executable, destination, session).
+
+    The executable is its path when known: attribution hashes executables in the background,
+    so a process's first events may lack the hash its later ones carry.
+    """
+    exe = alert.exe or alert.exe_sha256
     return json.dumps([alert.rule, alert.tool, exe, alert.host, alert.session])
 
 

@@ -10,6 +10,8 @@ from egresswatch.alerts.rules import (
     registrable_domain,
     remote_client,
 )
+from egresswatch.classify.catalog import load_catalog
+from egresswatch.fanout import classify_event
 from egresswatch.model import Event, FlowKey, InferenceSession, Observation
 from egresswatch.sessions.scope import is_egress, is_local_name
 from egresswatch.sessions.tracker import in_scope
@@ -47,6 +49,8 @@ def test_egress_is_non_local_lookups_and_flows() -> None:
     flow = dataclasses.replace(loop.observation.flow, dst="127.0.0.1")
     assert not is_egress(dataclasses.replace(loop, observation=_obs(loop, flow)))
     assert is_local_name("nas") and not is_local_name("example.com")
+    to_resolver = Observation(1.0, "flow", FlowKey("udp", "10.0.0.2", 40000, "10.0.0.1", 53))
+    assert not is_egress(Event(to_resolver, loop.attribution))  # the DNS event is the egress
 
 
 def _obs(event: Event, flow: FlowKey) -> Observation:
@@ -81,11 +85,25 @@ def test_egress_during_a_session_is_graded_by_category_with_a_readable_message()
     assert not [a for a in rules.evaluate(hello("x.example"), 43, [], {}) if a.session]
 
 
+def test_a_lookup_alerts_under_the_name_asked_for() -> None:
+    query = classify_event(load_catalog(), dns_query(10.0, "api.openai.com", CURL))
+    assert query.category == "cloud-llm-api"
+    (alert,) = RuleSet(load_policy()).evaluate(query, 5, [session(strict=True)], {})
+    assert (alert.host, alert.category, alert.severity) == (
+        "api.openai.com",
+        "cloud-llm-api",
+        "critical",
+    )
+    assert alert.message.startswith("curl (pid 900, /usr/bin/curl) looked up api.openai.com")
+
+
 def test_new_destination_once_per_executable_and_registrable_domain() -> None:
     rules = RuleSet(load_policy())
     first = rules.evaluate(hello("a.cdn.example.co.uk", category="other"), 1, [], {})
     again = rules.evaluate(hello("b.cdn.example.co.uk", category="other"), 2, [], {})
-    other_exe = dataclasses.replace(OLLAMA, exe_sha256="ee" * 32)
+    hashed_later = dataclasses.replace(OLLAMA, exe_sha256=None)  # same executable, hash pending
+    assert not rules.evaluate(hello("c.example.co.uk", hashed_later, "other"), 3, [], {})
+    other_exe = dataclasses.replace(OLLAMA, exe="/opt/ollama/bin/ollama")
     third = rules.evaluate(hello("example.co.uk", other_exe, "other"), 3, [], {})
     assert [a.host for a in first if a.rule == "new-destination"] == ["example.co.uk"]
     assert not [a for a in again if a.rule == "new-destination"]

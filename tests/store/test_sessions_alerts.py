@@ -3,6 +3,7 @@
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 from egresswatch.model import Alert, Event, ProcessRef
 from egresswatch.store import Store
@@ -106,11 +107,13 @@ def test_repeats_of_an_alert_are_one_row_with_a_count(store: Store) -> None:
     sid = writing(store.engine, lambda c: open_session(c, NewSession(1.0, "manual")))
     results = [record(store, alert(session=sid, ts=ts)) for ts in (10.0, 11.0, 12.0)]
     assert [new for _, new in results] == [True, False, False]
+    unhashed = replace(alert(session=sid, ts=13.0), exe_sha256=None)  # its hash came later
+    assert not record(store, unhashed)[1]
     other, new = writing(store.engine, lambda c: record_alert(c, alert(HOSTILE, session=sid)))
     assert new and other.id != results[0][0].id
     alerts = list_alerts(store.engine, AlertFilter(session=sid))
     assert [(a.host, a.count, a.time, a.last_time) for a in alerts] == [
-        ("api.openai.com", 3, 10.0, 12.0),
+        ("api.openai.com", 4, 10.0, 13.0),
         ("evil\x1b[31m\u202e.example\\x00", 1, 1e9, 1e9),
     ]
     assert list_sessions(store.engine)[0].alerts == 2

@@ -22,7 +22,7 @@ class AlertParams(BaseModel):
         default=None, max_length=64, pattern=TIME_PATTERN, description=TIME_HELP
     )
     severity: Severity | None = Field(default=None, description="this severity or higher")
-    session: int | None = Field(default=None, ge=0)
+    session: int | None = Field(default=None, ge=0, le=2**62)
     open: bool = Field(default=False, description="only alerts not yet acknowledged")
     limit: int = Field(default=200, ge=1, le=1000)
 
@@ -45,7 +45,7 @@ def list_alerts_route(web: Components, params: Annotated[AlertParams, Query()]) 
     response_model=AckOut,
     responses={404: {"model": ErrorOut}, 503: {"model": ErrorOut}},
 )
-def acknowledge_alert(web: Components, alert_id: Annotated[int, Path(ge=1)]) -> AckOut:
+def acknowledge_alert(web: Components, alert_id: Annotated[int, Path(ge=1, le=2**62)]) -> AckOut:
     """Acknowledge one alert: it leaves the open list."""
     done = web.commands.acknowledge([alert_id])
     if not done:

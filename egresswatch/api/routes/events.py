@@ -35,7 +35,9 @@ class EventParams(BaseModel):
     host: str | None = Field(default=None, max_length=300, description="host or a name under it")
     pid: int | None = Field(default=None, ge=0, le=2**31)
     process: str | None = Field(default=None, max_length=256, description="process name")
-    session: int | None = Field(default=None, ge=1, description="only this session's evidence")
+    session: int | None = Field(
+        default=None, ge=1, le=2**62, description="only this session's evidence"
+    )
     limit: int = Field(default=100, ge=1, le=1000)
     cursor: str | None = Field(default=None, max_length=200, description="`next` of the last page")
 

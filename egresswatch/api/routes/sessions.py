@@ -22,7 +22,8 @@ from egresswatch.store.sessions import evidence_ids, get_session, list_sessions
 
 router = APIRouter(tags=["sessions"])
 EVIDENCE_SHOWN = 200
-SessionId = Annotated[int, Path(ge=1)]
+MAX_ID = 2**62  # larger ids cannot exist, and would overflow a 64-bit database integer
+SessionId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 @router.get("/api/sessions", response_model=SessionsOut, responses={400: {"model": ErrorOut}})
