@@ -112,3 +112,50 @@ def build_capture(path: Path, total_bytes: int, bulk_share: float = 0.98, seed: 
                 seq = (seq + len(payload)) & 0xFFFFFFFF
                 frames += 1
     return frames
+
+
+def _quic_short(dcid: bytes, rng: random.Random) -> bytes:
+    """A QUIC 1-RTT (short header) datagram: fixed bit, key phase bits, DCID, protected bytes."""
+    return bytes([0x40 | rng.getrandbits(5)]) + dcid + rng.randbytes(1200)
+
+
+def _connection_traffic(i: int, rng: random.Random, frames: int) -> list[bytes]:
+    """`frames` frames of client i's connections after their handshakes: the TLS download
+    (server data, a client ACK every second segment) and QUIC 1-RTT datagrams both ways."""
+    client, server = b"\x0a\xc7\x00\x01", b"\x0a\xc7\x00\x02"
+    sport = 10000 + (2 * i) % 50000
+    dcid = rng.randbytes(8)
+    payload = rng.randbytes(1448)
+    seq = rng.getrandbits(32)
+    out: list[bytes] = []
+    for n in range(frames):
+        if n % 3 == 2:
+            out.append(udp_frame(server, client, 443, sport + 1, _quic_short(dcid, rng)))
+        elif n % 3 == 1 and n % 2:
+            out.append(tcp_frame(client, server, sport, 443, 1, 0x10, b""))
+        else:
+            out.append(tcp_frame(server, client, 443, sport, seq, 0x18, payload))
+            seq = (seq + len(payload)) & 0xFFFFFFFF
+    return out
+
+
+def build_handshake_mix(
+    path: Path, total_bytes: int, handshake_share: float = 0.02, seed: int = 7
+) -> int:
+    """Writes a pcap where `handshake_share` of the frames are DNS, TLS and QUIC handshakes and
+    the rest is the traffic of those connections (a third of all frames QUIC 1-RTT datagrams);
+    returns the number of frames."""
+    rng = random.Random(seed)
+    cache: dict[int, tuple[bytes, ...]] = {}
+    frames, i = 0, 0
+    ts = 1_700_000_000.0
+    with PcapWriter(path) as out:
+        while out.bytes_written < total_bytes:
+            handshake = _handshake_frames(i, rng, cache)
+            rest = round(len(handshake) * (1 - handshake_share) / handshake_share)
+            for frame in handshake + _connection_traffic(i, rng, rest):
+                ts += 0.00001
+                out.write(ts, frame)
+                frames += 1
+            i += 1
+    return frames

@@ -13,7 +13,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Literal, Protocol
 
-from egresswatch.capture.live import Frame
+from egresswatch.capture.frame import Frame
 from egresswatch.counters import Counters
 from egresswatch.model import Attribution, Event, FlowKey, Observation
 from egresswatch.naming import Namer

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
+from egresswatch.capture.frame import Frame
 from egresswatch.counters import Counters
 from egresswatch.errors import CaptureError
 
@@ -33,14 +34,6 @@ _BYTE_ORDER_MAGIC = 0x1A2B3C4D
 _IDB, _PB, _SPB, _EPB, _SHB = 1, 2, 3, 6, 0x0A0D0D0A
 _PACKET_BLOCKS = frozenset({_PB, _SPB, _EPB})
 _OPT_TSRESOL, _OPT_TSOFFSET = 9, 14
-
-
-class Frame(NamedTuple):
-    """One captured frame. Built with `tuple.__new__` on the hot path (no Python-level __new__)."""
-
-    ts: float
-    linktype: int
-    data: bytes
 
 
 _new = tuple.__new__
@@ -115,7 +108,7 @@ def _pcap_records(  # noqa: PLR0917 - the hot loop's state, passed once
                 if incl > MAX_RECORD:
                     raise CaptureError(f"record of {incl} bytes: corrupt pcap record header")
                 break
-            yield _new(Frame, (sec + frac * scale, linktype, buf[pos + 16 : nxt]))
+            yield _new(Frame, (sec + frac * scale, linktype, buf[pos + 16 : nxt], ""))
             pos = nxt
         chunk = read(CHUNK)
         if not chunk:
@@ -225,7 +218,7 @@ def _packet_block(  # noqa: PLR0917
         return None
     iface = ifaces[iface_id]
     ts = ((hi << 32) | lo) / iface.units + iface.offset
-    return _new(Frame, (ts, iface.linktype, buf[pos + 28 : pos + 28 + incl]))
+    return _new(Frame, (ts, iface.linktype, buf[pos + 28 : pos + 28 + incl], ""))
 
 
 def _simple_block(buf: bytes, pos: int, blen: int, ifaces: list[_Interface]) -> Frame | None:
@@ -235,4 +228,4 @@ def _simple_block(buf: bytes, pos: int, blen: int, ifaces: list[_Interface]) -> 
     (orig,) = struct.unpack_from(ifaces[0].order + "I", buf, pos + 8)
     snaplen = ifaces[0].snaplen or orig
     incl = min(orig, snaplen, blen - 16)
-    return _new(Frame, (0.0, ifaces[0].linktype, buf[pos + 12 : pos + 12 + incl]))
+    return _new(Frame, (0.0, ifaces[0].linktype, buf[pos + 12 : pos + 12 + incl], ""))

@@ -19,7 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from egresswatch.capture.pcapfile import read_frames
+from egresswatch.capture.prefilter import candidate_frames
 from egresswatch.counters import Counters
 from egresswatch.errors import CaptureError
 from egresswatch.model import Observation
@@ -50,7 +50,7 @@ def replay_file(
     decode = decoder.decode_frame
     countdown = _EXPIRE_EVERY
     consumed = 0
-    for ts, linktype, data in read_frames(path, counters):
+    for ts, linktype, data, _interface in candidate_frames(path, counters):
         found = decode(ts, linktype, data)
         if found:
             yield from found

@@ -56,6 +56,7 @@ and 255 octets by dnspython, so a message costs O(its length).
 import re
 import socket
 import struct
+from collections.abc import Sequence
 from functools import lru_cache
 
 import dns.exception
@@ -72,6 +73,7 @@ import dns.rdtypes.svcbbase
 import dns.rdtypes.txtbase
 import dns.wire
 
+from egresswatch.decode.dns_wire import read_name, skip_name
 from egresswatch.errors import DecodeError
 from egresswatch.model import DnsAnswer, DnsMessage, DnsProto
 
@@ -94,6 +96,15 @@ _SVCB_TYPES = frozenset({64, 65})  # SVCB, HTTPS
 # bytes that dnspython's Name.to_text escapes, and those our TXT form escapes
 _NAME_ESCAPES = re.compile(rb'[^\x21-\x7e]|["().;\\@$]')
 _TEXT_ESCAPES = re.compile(rb"[^\x20-\x7e]|\\")
+# What dnspython's RDATA readers raise on hostile bytes (anything else is a bug to surface).
+_DNSPYTHON_REJECTS = (
+    dns.exception.DNSException,
+    ValueError,  # includes UnicodeDecodeError and ipaddress errors
+    TypeError,
+    IndexError,
+    KeyError,
+    struct.error,
+)
 
 
 def dns_proto_for_ports(sport: int, dport: int) -> DnsProto | None:
@@ -124,19 +135,13 @@ def parse_dns(payload: bytes) -> DnsMessage:
     ident, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(payload)
     if qdcount > MAX_QUESTIONS:
         raise DecodeError("dns.too-many-questions", str(qdcount))
-    parser = dns.wire.Parser(payload, _HEADER.size)
-    try:
-        question = _read_questions(parser, qdcount)
-        answers = _read_answers(parser, min(ancount, MAX_ANSWERS))
-    except dns.exception.DNSException as exc:
-        raise DecodeError(_reason(exc), type(exc).__name__) from exc
+    question, offset = _read_question(payload, qdcount)
+    answers, offset = _read_answers(payload, offset, min(ancount, MAX_ANSWERS))
     is_response = bool(flags & 0x8000)
     rcode = None
     if is_response:
         extended = (
-            0
-            if ancount > MAX_ANSWERS
-            else _opt_rcode_bits(payload, parser.current, nscount + arcount)
+            0 if ancount > MAX_ANSWERS else _opt_rcode_bits(payload, offset, nscount + arcount)
         )
         rcode = _rcode_text(extended << 4 | flags & 0xF)
     return DnsMessage(
@@ -172,32 +177,40 @@ def split_tcp_dns(buffer: bytes) -> tuple[list[bytes], int]:
     return messages, used
 
 
-def _read_questions(parser: dns.wire.Parser, count: int) -> tuple[str, str] | None:
-    """The first question as (qname, qtype); the others are only stepped over.
+def _read_question(wire: bytes, count: int) -> tuple[tuple[str, str] | None, int]:
+    """The first question as (qname, qtype), and the offset past the question section.
 
     Later questions are skipped in place, without decompressing their names, so a broken
     second question (as tshark also tolerates) does not hide the first one or the answers.
     """
     if count == 0:
-        return None
-    name = dns.name.from_wire_parser(parser)
-    qtype, _qclass = parser.get_struct(_Q_FIXED.format)
+        return None, _HEADER.size
+    labels, offset = read_name(wire, _HEADER.size)
+    if offset + _Q_FIXED.size > len(wire):
+        raise DecodeError("dns.truncated", "question runs past the end")
+    qtype = _Q_FIXED.unpack_from(wire, offset)[0]
+    offset += _Q_FIXED.size
     for _ in range(count - 1):
-        parser.seek(_skip_name(parser.wire, parser.current))
-        parser.get_bytes(_Q_FIXED.size)
-    return _name_text(name), _type_text(qtype)
+        offset = skip_name(wire, offset) + _Q_FIXED.size
+        if offset > len(wire):
+            raise DecodeError("dns.truncated", "question runs past the end")
+    return (_labels_text(labels), _type_text(qtype)), offset
 
 
-def _read_answers(parser: dns.wire.Parser, count: int) -> tuple[DnsAnswer, ...]:
+def _read_answers(wire: bytes, offset: int, count: int) -> tuple[tuple[DnsAnswer, ...], int]:
     answers = []
     for _ in range(count):
-        name = dns.name.from_wire_parser(parser)
-        rdtype, rdclass, ttl, rdlen = parser.get_struct(_RR_FIXED.format)
-        start = parser.current
-        parser.get_bytes(rdlen)  # raises (truncated) when the RDATA runs past the end
-        data = _rdata_text(parser.wire, start, rdlen, rdclass & 0x7FFF, rdtype)
-        answers.append(DnsAnswer(_name_text(name), _type_text(rdtype), data, ttl))
-    return tuple(answers)
+        labels, offset = read_name(wire, offset)
+        start = offset + _RR_FIXED.size
+        if start > len(wire):
+            raise DecodeError("dns.truncated", "record runs past the end")
+        rdtype, rdclass, ttl, rdlen = _RR_FIXED.unpack_from(wire, offset)
+        offset = start + rdlen
+        if offset > len(wire):
+            raise DecodeError("dns.truncated", "RDATA runs past the end")
+        data = _rdata_text(wire, start, rdlen, rdclass & 0x7FFF, rdtype)
+        answers.append(DnsAnswer(_labels_text(labels), _type_text(rdtype), data, ttl))
+    return tuple(answers), offset
 
 
 def _rdata_text(wire: bytes, start: int, rdlen: int, rdclass: int, rdtype: int) -> str | None:
@@ -207,20 +220,29 @@ def _rdata_text(wire: bytes, start: int, rdlen: int, rdclass: int, rdtype: int) 
     if rdclass == _IN and (rdtype, rdlen) in _ADDRESS_FAMILIES:
         family = _ADDRESS_FAMILIES[rdtype, rdlen]
         return socket.inet_ntop(family, wire[start : start + rdlen])
+    rdata = _parsed_rdata(wire, start, rdlen, rdclass, rdtype)
+    if rdata is None:
+        return f"\\# {rdlen} {wire[start : start + rdlen].hex()}"
+    return _format_rdata(rdata)
+
+
+def _parsed_rdata(
+    wire: bytes, start: int, rdlen: int, rdclass: int, rdtype: int
+) -> dns.rdata.Rdata | None:
+    """dnspython's reading of the RDATA, or None when it rejects it (the generic form is used)."""
     # A fresh parser over the whole message: names in RDATA may point anywhere before it.
     parser = dns.wire.Parser(wire, start)
     try:
         with parser.restrict_to(rdlen):
-            rdata = dns.rdata.from_wire_parser(
+            return dns.rdata.from_wire_parser(
                 dns.rdataclass.RdataClass.make(rdclass),
                 dns.rdatatype.RdataType.make(rdtype),
                 parser,
             )
-        return _format_rdata(rdata)
-    except Exception:
-        # dnspython's many rdata classes raise assorted exception types on hostile RDATA;
-        # the record boundaries are already known good, so the generic form is always valid.
-        return f"\\# {rdlen} {wire[start : start + rdlen].hex()}"
+    except _DNSPYTHON_REJECTS:
+        # dnspython's many rdata classes raise these types on hostile RDATA; the record's
+        # bounds are already known good, so the generic form is always valid.
+        return None
 
 
 def _format_rdata(rdata: dns.rdata.Rdata) -> str:
@@ -265,7 +287,10 @@ def _svcb_text(svcb: dns.rdtypes.svcbbase.SVCBBase) -> str:
 
 
 def _name_text(name: dns.name.Name) -> str:
-    labels = name.labels[:-1]  # names read from the wire are absolute: drop the root label
+    return _labels_text(name.labels[:-1])  # names from the wire are absolute: drop the root
+
+
+def _labels_text(labels: Sequence[bytes]) -> str:
     if not labels:
         return "."
     if not any(_NAME_ESCAPES.search(label) for label in labels):
@@ -304,35 +329,16 @@ def _opt_rcode_bits(wire: bytes, offset: int, count: int) -> int:
     """
     try:
         for _ in range(count):
-            name_end = _skip_name(wire, offset)
+            name_end = skip_name(wire, offset)
             if name_end + _RR_FIXED.size > len(wire):
                 return 0
             rdtype, _rdclass, ttl, rdlen = _RR_FIXED.unpack_from(wire, name_end)
             if rdtype == _OPT:
                 return int(ttl) >> 24
             offset = name_end + _RR_FIXED.size + rdlen
-    except dns.exception.DNSException:
+    except DecodeError:
         pass
     return 0
-
-
-def _skip_name(wire: bytes, offset: int) -> int:
-    """Offset just past the (possibly compressed) name at `offset`, read in place.
-
-    Raises FormError when the name runs off the end, BadLabelType on a reserved label type.
-    """
-    while offset < len(wire):
-        length = wire[offset]
-        if length == 0:
-            return offset + 1
-        if length >= 0xC0:
-            break  # a pointer: two bytes, and the name ends there
-        if length >= 0x40:  # extended/reserved label types: the length is unknowable
-            raise dns.name.BadLabelType
-        offset += 1 + length
-    if offset + 2 > len(wire):
-        raise dns.exception.FormError
-    return offset + 2
 
 
 @lru_cache(maxsize=1024)
@@ -343,22 +349,3 @@ def _type_text(rdtype: int) -> str:
 def _rcode_text(value: int) -> str:
     text = str(dns.rcode.to_text(dns.rcode.Rcode.make(value)))
     return f"RCODE{value}" if text.isdigit() else text
-
-
-_REASONS: tuple[tuple[type[Exception], str], ...] = (
-    (dns.name.BadPointer, "dns.bad-pointer"),
-    (dns.name.PointerChainTooLong, "dns.compression-depth"),
-    (dns.name.BadLabelType, "dns.bad-name"),
-    (dns.name.NameTooLong, "dns.bad-name"),
-    (dns.name.LabelTooLong, "dns.bad-name"),
-    (dns.name.EmptyLabel, "dns.bad-name"),
-)
-
-
-def _reason(exc: dns.exception.DNSException) -> str:
-    if type(exc) is dns.exception.FormError:
-        return "dns.truncated"  # the wire parser's "ran out of bytes"
-    for kind, reason in _REASONS:
-        if isinstance(exc, kind):
-            return reason
-    return "dns.malformed"
