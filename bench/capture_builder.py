@@ -66,16 +66,20 @@ _TEMPLATES = 64
 
 
 def _handshake_frames(
-    i: int, rng: random.Random, cache: dict[int, tuple[bytes, ...]]
+    i: int, rng: random.Random, cache: dict[int, tuple[bytes, ...]], fresh_quic: bool = False
 ) -> list[bytes]:
     """Client i's DNS lookup, TCP SYN + TLS ClientHello and QUIC Initials, on ports of its own.
 
-    The message bytes come from 64 real clients made once and reused (making each is slow)."""
+    The message bytes come from 64 real clients made once and reused (making each is slow);
+    with `fresh_quic` each client makes its own QUIC Initials (a connection ID of its own, as
+    on a real network: a decoder cannot reuse one connection's keys for the next)."""
     slot = i % _TEMPLATES
     if slot not in cache:
         name = f"host{slot}.example.test"
         cache[slot] = (*dns_pair(name, slot), client_hello(name), *quic_initials(name))
     query, response, hello, *initials = cache[slot]
+    if fresh_quic:
+        initials = quic_initials(f"host{slot}.example.test")
     client, server, resolver = b"\x0a\xc7\x00\x01", b"\x0a\xc7\x00\x02", b"\x0a\xc7\x00\x35"
     sport = 10000 + (2 * i) % 50000
     isn = rng.getrandbits(32)
@@ -151,7 +155,7 @@ def build_handshake_mix(
     ts = 1_700_000_000.0
     with PcapWriter(path) as out:
         while out.bytes_written < total_bytes:
-            handshake = _handshake_frames(i, rng, cache)
+            handshake = _handshake_frames(i, rng, cache, fresh_quic=True)
             rest = round(len(handshake) * (1 - handshake_share) / handshake_share)
             for frame in handshake + _connection_traffic(i, rng, rest):
                 ts += 0.00001

@@ -45,6 +45,8 @@ _MICRO_MAGIC = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4")
 _NANO_MAGIC = (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
 _PRECISION_MICRO, _PRECISION_NANO = 0, 1
 _ERRBUF_SIZE = 256
+_IOFBF = 0  # setvbuf: fully buffered
+STDIO_BUFFER = 1 << 20
 _NEXT_OK, _NEXT_EOF = 1, -2
 
 
@@ -71,11 +73,12 @@ def read_filtered(path: Path, counters: Counters) -> Iterator[Frame] | None:
     lib = _libpcap()
     if shape is None or lib is None:
         return None
-    handle = _open(lib, path, shape[1])
+    buffer = ctypes.create_string_buffer(STDIO_BUFFER)
+    handle = _open(lib, path, shape[1], buffer)
     if handle is None:
         return None
     counters.add("capture.prefiltered-files")
-    return _frames(lib, handle, path, shape, counters)
+    return _frames(lib, (handle, buffer), path, shape, counters)
 
 
 def _file_shape(path: Path) -> tuple[int, bool, float] | None:
@@ -103,9 +106,9 @@ def _libpcap() -> ctypes.CDLL | None:
         lib = ctypes.CDLL(name)
     except OSError:
         return None
-    lib.pcap_open_offline_with_tstamp_precision.restype = ctypes.c_void_p
-    lib.pcap_open_offline_with_tstamp_precision.argtypes = (
-        ctypes.c_char_p, ctypes.c_uint, ctypes.c_char_p,
+    lib.pcap_fopen_offline_with_tstamp_precision.restype = ctypes.c_void_p
+    lib.pcap_fopen_offline_with_tstamp_precision.argtypes = (
+        ctypes.c_void_p, ctypes.c_uint, ctypes.c_char_p,
     )  # fmt: skip
     lib.pcap_compile.argtypes = (
         ctypes.c_void_p, ctypes.POINTER(_Program), ctypes.c_char_p, ctypes.c_int, ctypes.c_uint32,
@@ -123,28 +126,58 @@ def _libpcap() -> ctypes.CDLL | None:
     return lib
 
 
-def _open(lib: ctypes.CDLL, path: Path, nano: bool) -> int | None:
-    """A libpcap handle on `path` with FILE_FILTER set, or None (the full reader takes over)."""
+def _libc() -> ctypes.CDLL:
+    libc = ctypes.CDLL(None)
+    libc.fopen.restype = ctypes.c_void_p
+    libc.fopen.argtypes = (ctypes.c_char_p, ctypes.c_char_p)
+    libc.setvbuf.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t)
+    libc.fclose.argtypes = (ctypes.c_void_p,)
+    return libc
+
+
+def _open(
+    lib: ctypes.CDLL, path: Path, nano: bool, buffer: ctypes.Array[ctypes.c_char]
+) -> int | None:
+    """A libpcap handle on `path` with FILE_FILTER set, or None (the full reader takes over).
+
+    `buffer` becomes the stream's stdio buffer: keep it alive until the handle is closed.
+    """
+    libc = _libc()
+    stream = libc.fopen(bytes(path), b"rb")
+    if not stream:
+        return None
+    # libpcap reads record by record through stdio: a large buffer turns 4 KiB reads into 1 MiB
+    libc.setvbuf(stream, buffer, _IOFBF, len(buffer))
     errbuf = ctypes.create_string_buffer(_ERRBUF_SIZE)
     precision = _PRECISION_NANO if nano else _PRECISION_MICRO
-    handle = lib.pcap_open_offline_with_tstamp_precision(bytes(path), precision, errbuf)
+    handle = lib.pcap_fopen_offline_with_tstamp_precision(stream, precision, errbuf)
     if not handle:
+        libc.fclose(stream)
         return None
-    program = _Program()
-    if lib.pcap_compile(handle, ctypes.byref(program), FILE_FILTER.encode(), 1, 0) != 0:
-        lib.pcap_close(handle)
-        return None
-    status = lib.pcap_setfilter(handle, ctypes.byref(program))
-    lib.pcap_freecode(ctypes.byref(program))
-    if status != 0:
-        lib.pcap_close(handle)
+    if not _set_filter(lib, handle):
+        lib.pcap_close(handle)  # closes the stream too
         return None
     return int(handle)
 
 
+def _set_filter(lib: ctypes.CDLL, handle: int) -> bool:
+    program = _Program()
+    if lib.pcap_compile(handle, ctypes.byref(program), FILE_FILTER.encode(), 1, 0) != 0:
+        return False
+    status = lib.pcap_setfilter(handle, ctypes.byref(program))
+    lib.pcap_freecode(ctypes.byref(program))
+    return bool(status == 0)
+
+
 def _frames(
-    lib: ctypes.CDLL, handle: int, path: Path, shape: tuple[int, bool, float], counters: Counters
+    lib: ctypes.CDLL,
+    opened: tuple[int, ctypes.Array[ctypes.c_char]],
+    path: Path,
+    shape: tuple[int, bool, float],
+    counters: Counters,
 ) -> Iterator[Frame]:
+    """The filtered frames of the handle (held with its stdio buffer, alive until closed)."""
+    handle, _buffer = opened
     linktype, _nano, scale = shape
     header = ctypes.POINTER(_PacketHeader)()
     data = ctypes.c_void_p()

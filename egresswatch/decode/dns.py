@@ -53,27 +53,14 @@ parsed (later answers are neither parsed nor reported); names are capped at 16 p
 and 255 octets by dnspython, so a message costs O(its length).
 """
 
-import re
 import socket
 import struct
-from collections.abc import Sequence
 from functools import lru_cache
 
-import dns.exception
-import dns.name
 import dns.rcode
-import dns.rdata
-import dns.rdataclass
 import dns.rdatatype
-import dns.rdtypes.ANY.SOA
-import dns.rdtypes.IN.SRV
-import dns.rdtypes.mxbase
-import dns.rdtypes.nsbase
-import dns.rdtypes.svcbbase
-import dns.rdtypes.txtbase
-import dns.wire
 
-from egresswatch.decode.dns_wire import read_name, skip_name
+from egresswatch.decode.dns_wire import labels_text, read_name, skip_name
 from egresswatch.errors import DecodeError
 from egresswatch.model import DnsAnswer, DnsMessage, DnsProto
 
@@ -90,21 +77,6 @@ _ADDRESS_FAMILIES = {(1, 4): socket.AF_INET, (28, 16): socket.AF_INET6}
 # tshark (and Wireshark's UDP/TCP dissectors) try the lower port first; 53 < 5353 < 5355,
 # so sorting the two ports gives the same precedence.
 _PORT_PROTOS: dict[int, DnsProto] = {53: "dns", 5353: "mdns", 5355: "llmnr"}
-_TARGET_TYPES = frozenset({2, 5, 12, 39})  # NS, CNAME, PTR, DNAME
-_TEXT_TYPES = frozenset({16, 99})  # TXT, SPF
-_SVCB_TYPES = frozenset({64, 65})  # SVCB, HTTPS
-# bytes that dnspython's Name.to_text escapes, and those our TXT form escapes
-_NAME_ESCAPES = re.compile(rb'[^\x21-\x7e]|["().;\\@$]')
-_TEXT_ESCAPES = re.compile(rb"[^\x20-\x7e]|\\")
-# What dnspython's RDATA readers raise on hostile bytes (anything else is a bug to surface).
-_DNSPYTHON_REJECTS = (
-    dns.exception.DNSException,
-    ValueError,  # includes UnicodeDecodeError and ipaddress errors
-    TypeError,
-    IndexError,
-    KeyError,
-    struct.error,
-)
 
 
 def dns_proto_for_ports(sport: int, dport: int) -> DnsProto | None:
@@ -194,7 +166,7 @@ def _read_question(wire: bytes, count: int) -> tuple[tuple[str, str] | None, int
         offset = skip_name(wire, offset) + _Q_FIXED.size
         if offset > len(wire):
             raise DecodeError("dns.truncated", "question runs past the end")
-    return (_labels_text(labels), _type_text(qtype)), offset
+    return (labels_text(labels), _type_text(qtype)), offset
 
 
 def _read_answers(wire: bytes, offset: int, count: int) -> tuple[tuple[DnsAnswer, ...], int]:
@@ -209,7 +181,7 @@ def _read_answers(wire: bytes, offset: int, count: int) -> tuple[tuple[DnsAnswer
         if offset > len(wire):
             raise DecodeError("dns.truncated", "RDATA runs past the end")
         data = _rdata_text(wire, start, rdlen, rdclass & 0x7FFF, rdtype)
-        answers.append(DnsAnswer(_labels_text(labels), _type_text(rdtype), data, ttl))
+        answers.append(DnsAnswer(labels_text(labels), _type_text(rdtype), data, ttl))
     return tuple(answers), offset
 
 
@@ -220,106 +192,10 @@ def _rdata_text(wire: bytes, start: int, rdlen: int, rdclass: int, rdtype: int) 
     if rdclass == _IN and (rdtype, rdlen) in _ADDRESS_FAMILIES:
         family = _ADDRESS_FAMILIES[rdtype, rdlen]
         return socket.inet_ntop(family, wire[start : start + rdlen])
-    rdata = _parsed_rdata(wire, start, rdlen, rdclass, rdtype)
-    if rdata is None:
-        return f"\\# {rdlen} {wire[start : start + rdlen].hex()}"
-    return _format_rdata(rdata)
+    # dnspython's RDATA machinery costs ~50 ms of start-up: loaded by the first answer needing it
+    from egresswatch.decode import dns_rdata  # noqa: PLC0415
 
-
-def _parsed_rdata(
-    wire: bytes, start: int, rdlen: int, rdclass: int, rdtype: int
-) -> dns.rdata.Rdata | None:
-    """dnspython's reading of the RDATA, or None when it rejects it (the generic form is used)."""
-    # A fresh parser over the whole message: names in RDATA may point anywhere before it.
-    parser = dns.wire.Parser(wire, start)
-    try:
-        with parser.restrict_to(rdlen):
-            return dns.rdata.from_wire_parser(
-                dns.rdataclass.RdataClass.make(rdclass),
-                dns.rdatatype.RdataType.make(rdtype),
-                parser,
-            )
-    except _DNSPYTHON_REJECTS:
-        # dnspython's many rdata classes raise these types on hostile RDATA; the record's
-        # bounds are already known good, so the generic form is always valid.
-        return None
-
-
-def _format_rdata(rdata: dns.rdata.Rdata) -> str:
-    text = _name_form(rdata)
-    if text is None:
-        text = _string_form(rdata)
-    return text if text is not None else str(rdata.to_text())
-
-
-def _name_form(rdata: dns.rdata.Rdata) -> str | None:
-    """Our own text for the types whose data is mostly a name (so it gets our name form)."""
-    rdtype = rdata.rdtype
-    if rdtype in _TARGET_TYPES and isinstance(rdata, dns.rdtypes.nsbase.NSBase):
-        return _name_text(rdata.target)
-    if rdtype == 15 and isinstance(rdata, dns.rdtypes.mxbase.MXBase):
-        return f"{rdata.preference} {_name_text(rdata.exchange)}"
-    if isinstance(rdata, dns.rdtypes.IN.SRV.SRV):
-        return f"{rdata.priority} {rdata.weight} {rdata.port} {_name_text(rdata.target)}"
-    if isinstance(rdata, dns.rdtypes.ANY.SOA.SOA):
-        return _soa_text(rdata)
-    return None
-
-
-def _string_form(rdata: dns.rdata.Rdata) -> str | None:
-    if rdata.rdtype in _TEXT_TYPES and isinstance(rdata, dns.rdtypes.txtbase.TXTBase):
-        return "".join(_escape_text(part) for part in rdata.strings)
-    if rdata.rdtype in _SVCB_TYPES and isinstance(rdata, dns.rdtypes.svcbbase.SVCBBase):
-        return _svcb_text(rdata)
-    return None
-
-
-def _soa_text(soa: dns.rdtypes.ANY.SOA.SOA) -> str:
-    names = f"{_name_text(soa.mname)} {_name_text(soa.rname)}"
-    return f"{names} {soa.serial} {soa.refresh} {soa.retry} {soa.expire} {soa.minimum}"
-
-
-def _svcb_text(svcb: dns.rdtypes.svcbbase.SVCBBase) -> str:
-    head = f"{svcb.priority} {_name_text(svcb.target)}"
-    # dnspython writes "priority target params..."; the target has no unescaped spaces.
-    params = str(svcb.to_text()).split(" ", 2)[2:]
-    return " ".join([head, *params])
-
-
-def _name_text(name: dns.name.Name) -> str:
-    return _labels_text(name.labels[:-1])  # names from the wire are absolute: drop the root
-
-
-def _labels_text(labels: Sequence[bytes]) -> str:
-    if not labels:
-        return "."
-    if not any(_NAME_ESCAPES.search(label) for label in labels):
-        return b".".join(labels).decode("ascii").lower()  # the usual case, at C speed
-    # latin-1 maps each byte to the code point of the same value, which the table escapes
-    return ".".join(label.decode("latin-1").translate(_LABEL_TEXT) for label in labels)
-
-
-def _escape_text(data: bytes) -> str:
-    if not _TEXT_ESCAPES.search(data):
-        return data.decode("ascii")
-    return data.decode("latin-1").translate(_BYTE_TEXT)
-
-
-def _byte_text(byte: int) -> str:
-    if byte == 0x5C:
-        return "\\\\"
-    return chr(byte) if 0x20 <= byte < 0x7F else f"\\{byte:03d}"
-
-
-def _label_byte_text(byte: int) -> str:
-    """The text of one label byte: dnspython's Name.to_text escapes, ASCII lower-cased."""
-    if byte in b'"().;\\@$':
-        return "\\" + chr(byte)
-    return chr(byte).lower() if 0x20 < byte < 0x7F else f"\\{byte:03d}"
-
-
-_BYTE_TEXT = {byte: _byte_text(byte) for byte in range(256)}
-_LABEL_TEXT = {byte: _label_byte_text(byte) for byte in range(256)}
+    return dns_rdata.rdata_text(wire, start, rdlen, rdclass, rdtype)
 
 
 def _opt_rcode_bits(wire: bytes, offset: int, count: int) -> int:

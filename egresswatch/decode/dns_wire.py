@@ -6,10 +6,15 @@ DecodeError with the reasons `parse_dns` documents, about five times faster; dns
 in charge of RDATA other than addresses.
 """
 
+import re
+from collections.abc import Sequence
+
 from egresswatch.errors import DecodeError
 
 MAX_POINTER_HOPS = 16  # dnspython's MAX_COMPRESSION_POINTER_CHAIN
 MAX_NAME_OCTETS = 255  # RFC 1035 2.3.4, counting each length byte and the root
+# bytes that dnspython's Name.to_text escapes
+_NAME_ESCAPES = re.compile(rb'[^\x21-\x7e]|["().;\\@$]')
 
 
 def read_name(wire: bytes, offset: int) -> tuple[list[bytes], int]:
@@ -77,3 +82,23 @@ def skip_name(wire: bytes, offset: int) -> int:
     if offset + 2 > end:
         raise DecodeError("dns.truncated", "name runs past the end")
     return offset + 2
+
+
+def labels_text(labels: Sequence[bytes]) -> str:
+    """A name's presentation form (decode/dns.py's docstring): escaped, lower-cased, no root dot."""
+    if not labels:
+        return "."
+    if not any(_NAME_ESCAPES.search(label) for label in labels):
+        return b".".join(labels).decode("ascii").lower()  # the usual case, at C speed
+    # latin-1 maps each byte to the code point of the same value, which the table escapes
+    return ".".join(label.decode("latin-1").translate(_LABEL_TEXT) for label in labels)
+
+
+def _label_byte_text(byte: int) -> str:
+    """The text of one label byte: dnspython's Name.to_text escapes, ASCII lower-cased."""
+    if byte in b'"().;\\@$':
+        return "\\" + chr(byte)
+    return chr(byte).lower() if 0x20 < byte < 0x7F else f"\\{byte:03d}"
+
+
+_LABEL_TEXT = {byte: _label_byte_text(byte) for byte in range(256)}
