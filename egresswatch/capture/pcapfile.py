@@ -7,6 +7,7 @@ Reads in chunks, so memory stays constant whatever the file size; malformed file
 import gzip
 import io
 import struct
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,6 +60,8 @@ def read_frames(path: Path, counters: Counters | None = None) -> Iterator[Frame]
             yield from _frames(stream, path, counters)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise CaptureError(f"{path}: cannot read capture: {exc}") from exc
+    except zlib.error as exc:  # corrupt deflate data inside a gzip file
+        raise CaptureError(f"{path}: corrupt gzip data: {exc}") from exc
 
 
 @contextmanager
@@ -81,21 +84,23 @@ def _frames(stream: io.BufferedIOBase, path: Path, counters: Counters) -> Iterat
             raise CaptureError(f"{path}: pcap file header is truncated")
         order, scale = _PCAP_MAGIC[magic]
         linktype = struct.unpack_from(order + "I", buf, 20)[0]
-        yield from _pcap_records(stream, buf, order, scale, linktype & 0xFFFF, counters)
+        records = _pcap_records(stream, buf, (order, scale, linktype & 0xFFFF), path, counters)
+        yield from records
     elif magic == _PCAPNG_SHB:
         yield from _pcapng_frames(stream, buf, path, counters)
     else:
         raise CaptureError(f"{path}: not a pcap or pcapng capture (magic {magic.hex() or 'empty'})")
 
 
-def _pcap_records(  # noqa: PLR0917 - the hot loop's state, passed once
+def _pcap_records(
     stream: io.BufferedIOBase,
     buf: bytes,
-    order: str,
-    scale: float,
-    linktype: int,
+    header: tuple[str, float, int],
+    path: Path,
     counters: Counters,
 ) -> Iterator[Frame]:
+    """The records after the file header; `header` is (byte order, seconds per unit, link type)."""
+    order, scale, linktype = header
     unpack = struct.Struct(order + "IIII").unpack_from
     read = stream.read
     pos = 24
@@ -106,7 +111,7 @@ def _pcap_records(  # noqa: PLR0917 - the hot loop's state, passed once
             nxt = pos + 16 + incl
             if nxt > end + 16:
                 if incl > MAX_RECORD:
-                    raise CaptureError(f"record of {incl} bytes: corrupt pcap record header")
+                    raise CaptureError(f"{path}: corrupt pcap record header ({incl} bytes)")
                 break
             yield _new(Frame, (sec + frac * scale, linktype, buf[pos + 16 : nxt], ""))
             pos = nxt
