@@ -34,6 +34,9 @@ from egresswatch.model import ClientHello, FlowKey
 MIN_HEADER = 7  # first byte, version, DCID length, SCID length
 MAX_KEY_SETS = 3  # original DCID plus at most two Retries
 MAX_PACKETS_PER_DATAGRAM = 16  # real clients coalesce 2-3; more is only work for an attacker
+# CRYPTO bytes held by all connections together (4096 connections x 64 KiB would be 256 MiB);
+# real hellos are 1-2 KB, so thousands still fit.
+MAX_TOTAL_CRYPTO_BYTES = 16 << 20
 
 
 def looks_like_quic_initial(payload: bytes) -> bool:
@@ -72,15 +75,24 @@ class QuicInitialTracker:
     Connections are keyed by the 5-tuple and the client's original Destination Connection ID;
     later client Initials (to the server's CID, or after a Retry to the Retry's CID) are tied
     to the same connection through the client's Source Connection ID. `feed` never raises:
-    everything it drops is counted in `counters` under a "quic." reason.
+    everything it drops is counted in `counters` under a "quic." reason. While all unfinished
+    hellos together hold more than `max_total_bytes`, the least recently used connections are
+    forgotten ("quic.evicted-bytes").
     """
 
     def __init__(
-        self, *, max_connections: int = 4096, max_crypto_bytes: int = 65536, timeout: float = 60.0
+        self,
+        *,
+        max_connections: int = 4096,
+        max_crypto_bytes: int = 65536,
+        max_total_bytes: int = MAX_TOTAL_CRYPTO_BYTES,
+        timeout: float = 60.0,
     ) -> None:
         self.counters = Counters()
         self._max_connections = max_connections
         self._max_crypto_bytes = max_crypto_bytes
+        self._max_total_bytes = max_total_bytes
+        self._held = 0  # CRYPTO bytes held by all connections' streams
         self._timeout = timeout
         self._conns: OrderedDict[tuple[FlowKey, bytes], _Connection] = OrderedDict()
         self._by_dcid: dict[tuple[FlowKey, bytes], _Connection] = {}
@@ -88,6 +100,10 @@ class QuicInitialTracker:
 
     def __len__(self) -> int:
         return len(self._conns)
+
+    def buffered(self) -> int:
+        """CRYPTO bytes held across all connections (for tests and health metrics)."""
+        return self._held
 
     def feed(self, key: FlowKey, payload: bytes, ts: float) -> list[tuple[ClientHello, int]]:
         """Process one UDP payload sent on `key`; returns the ClientHellos it completed."""
@@ -176,6 +192,7 @@ class QuicInitialTracker:
                     raise
                 conn = self._open_new(flow, header, rules, packet, ts)
         self._absorb(conn, found)
+        self._keep_budget()  # after _absorb: a hello that just completed holds nothing
 
     def _touch(self, conn: _Connection, ts: float) -> bool:
         """Mark `conn` used; False (counted) when its hello is already settled."""
@@ -236,13 +253,22 @@ class QuicInitialTracker:
         frames = parse_initial_frames(payload, conn.rules.google)
         if frames.stopped:
             self.counters.add(frames.stopped)
-        if conn.stream is None:
+        stream = conn.stream
+        if stream is None:
             return
+        before = stream.held()
         try:
             for offset, data in frames.crypto:
-                conn.stream.add(offset, data)
+                stream.add(offset, data)
         except DecodeError as exc:
             self._settle(conn, exc.reason)
+        self._held += stream.held() - before
+
+    def _keep_budget(self) -> None:
+        """Forget least recently used connections while their hellos hold more than the budget."""
+        while self._held > self._max_total_bytes and len(self._conns) > 1:
+            self._drop(next(iter(self._conns)))
+            self.counters.add("quic.evicted-bytes")
 
     def _absorb(self, conn: _Connection, found: list[tuple[ClientHello, int]]) -> None:
         if conn.stream is None:
@@ -272,6 +298,8 @@ class QuicInitialTracker:
     def _settle(self, conn: _Connection, reason: str) -> None:
         """Stop reassembling: keep the connection only to recognise its later packets."""
         self.counters.add(reason)
+        if conn.stream is not None:
+            self._held -= conn.stream.held()
         conn.stream = None
 
     def _insert(self, conn: _Connection) -> None:
@@ -295,6 +323,8 @@ class QuicInitialTracker:
 
     def _drop(self, conn_key: tuple[FlowKey, bytes]) -> None:
         conn = self._conns.pop(conn_key)
+        if conn.stream is not None:
+            self._held -= conn.stream.held()
         for table in (self._by_dcid, self._by_scid):
             for alias in conn.aliases:
                 if table.get(alias) is conn:
