@@ -8,7 +8,6 @@ other side of is tried with the client keys of its DCID; a server's fails the AE
 counted "quic.decrypt-failed".
 """
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from egresswatch.counters import Counters
@@ -29,6 +28,7 @@ from egresswatch.decode.quic_packet import (
 from egresswatch.decode.quic_stream import CryptoStream
 from egresswatch.decode.tls import parse_client_hello
 from egresswatch.errors import DecodeError
+from egresswatch.lru import Lru
 from egresswatch.model import ClientHello, FlowKey
 
 MIN_HEADER = 7  # first byte, version, DCID length, SCID length
@@ -94,7 +94,7 @@ class QuicInitialTracker:
         self._max_total_bytes = max_total_bytes
         self._held = 0  # CRYPTO bytes held by all connections' streams
         self._timeout = timeout
-        self._conns: OrderedDict[tuple[FlowKey, bytes], _Connection] = OrderedDict()
+        self._conns: Lru[tuple[FlowKey, bytes], _Connection] = Lru(max_connections)
         self._by_dcid: dict[tuple[FlowKey, bytes], _Connection] = {}
         self._by_scid: dict[tuple[FlowKey, bytes], _Connection] = {}
 
@@ -197,7 +197,7 @@ class QuicInitialTracker:
     def _touch(self, conn: _Connection, ts: float) -> bool:
         """Mark `conn` used; False (counted) when its hello is already settled."""
         conn.last_seen = ts
-        self._conns.move_to_end((conn.flow, conn.dcids[0]))
+        self._conns.get((conn.flow, conn.dcids[0]))  # counts as use
         if conn.stream is None:
             self.counters.add("quic.after-hello")
             return False
@@ -267,8 +267,7 @@ class QuicInitialTracker:
     def _keep_budget(self) -> None:
         """Forget least recently used connections while their hellos hold more than the budget."""
         while self._held > self._max_total_bytes and len(self._conns) > 1:
-            self._drop(next(iter(self._conns)))
-            self.counters.add("quic.evicted-bytes")
+            self._drop_oldest("quic.evicted-bytes")
 
     def _absorb(self, conn: _Connection, found: list[tuple[ClientHello, int]]) -> None:
         if conn.stream is None:
@@ -306,9 +305,8 @@ class QuicInitialTracker:
         if (conn.flow, conn.dcids[0]) in self._conns:  # replaced, not orphaned with its aliases
             self._drop((conn.flow, conn.dcids[0]))
         while len(self._conns) >= self._max_connections:
-            self._drop(next(iter(self._conns)))
-            self.counters.add("quic.evicted")
-        self._conns[(conn.flow, conn.dcids[0])] = conn
+            self._drop_oldest("quic.evicted")
+        self._conns.put((conn.flow, conn.dcids[0]), conn)
         self._alias(self._by_dcid, (conn.flow, conn.dcids[0]), conn)
         self._alias(self._by_scid, (conn.flow, conn.scid), conn)
 
@@ -321,8 +319,16 @@ class QuicInitialTracker:
         table[key] = conn
         conn.aliases.append(key)
 
+    def _drop_oldest(self, reason: str) -> None:
+        oldest = self._conns.oldest()
+        if oldest is not None:
+            self._drop(oldest[0])
+            self.counters.add(reason)
+
     def _drop(self, conn_key: tuple[FlowKey, bytes]) -> None:
         conn = self._conns.pop(conn_key)
+        if conn is None:
+            return
         if conn.stream is not None:
             self._held -= conn.stream.held()
         for table in (self._by_dcid, self._by_scid):

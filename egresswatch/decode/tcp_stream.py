@@ -4,10 +4,10 @@ Pure: timestamps are passed in. Overlapping data keeps the first copy seen (like
 default "bsd" policy); a differing later copy is counted as "tcp.overlap-mismatch".
 """
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from egresswatch.counters import Counters
+from egresswatch.lru import Lru
 from egresswatch.model import FlowKey
 
 SEQ_MASK = 0xFFFFFFFF
@@ -59,7 +59,7 @@ class TcpReassembler:
         self.max_total_bytes = max_total_bytes
         self.timeout = timeout
         self.counters = Counters()
-        self._streams: OrderedDict[FlowKey, _Stream] = OrderedDict()
+        self._streams: Lru[FlowKey, _Stream] = Lru(max_streams)
         self._held = 0  # bytes held across all streams (kept up to date on every change)
 
     def __len__(self) -> int:
@@ -75,7 +75,7 @@ class TcpReassembler:
     def open(self, key: FlowKey, isn: int, ts: float) -> None:
         """A SYN was seen: the stream's data starts at isn + 1. A repeated SYN is a no-op."""
         start = (isn + 1) & SEQ_MASK
-        stream = self._streams.get(key)
+        stream = self._streams.get(key)  # counts as use
         if stream is not None and stream.start == start:
             self._touch(key, stream, ts)
             return
@@ -86,7 +86,7 @@ class TcpReassembler:
         """Add one segment; return the contiguous bytes from the current base if they grew."""
         if not payload:
             return None
-        stream = self._streams.get(key)
+        stream = self._streams.get(key)  # counts as use
         if stream is None:
             stream = _Stream(seq & SEQ_MASK, seq & SEQ_MASK, ts)
             self._insert(key, stream)
@@ -94,7 +94,7 @@ class TcpReassembler:
             self._touch(key, stream, ts)
         before = _size(stream)
         grown = self._place(key, stream, seq, payload)
-        if self._streams.get(key) is stream:  # not overflowed
+        if self._streams.peek(key) is stream:  # not overflowed
             self._held += _size(stream) - before
             self._keep_budget()
         return grown
@@ -112,12 +112,15 @@ class TcpReassembler:
     def _keep_budget(self) -> None:
         """Drop least recently used streams while all together hold more than the budget."""
         while self._held > self.max_total_bytes and len(self._streams) > 1:
-            self._remove(next(iter(self._streams)))
+            oldest = self._streams.oldest()
+            if oldest is None:
+                break
+            self._remove(oldest[0])
             self.counters.add("tcp.evicted-bytes")
 
     def consume(self, key: FlowKey, nbytes: int) -> None:
         """Drop the first `nbytes` of the contiguous data (the caller has handled them)."""
-        stream = self._streams.get(key)
+        stream = self._streams.peek(key)
         if stream is None or nbytes <= 0:
             return
         nbytes = min(nbytes, len(stream.data))
@@ -133,8 +136,8 @@ class TcpReassembler:
         """Drop streams idle for longer than `timeout`; returns how many were dropped."""
         dropped = 0
         # Streams are kept in last-use order, so the idle ones are at the front.
-        while self._streams:
-            key, stream = next(iter(self._streams.items()))
+        while (oldest := self._streams.oldest()) is not None:
+            key, stream = oldest
             if now - stream.last_seen <= self.timeout:
                 break
             self._remove(key)
@@ -144,19 +147,19 @@ class TcpReassembler:
         return dropped
 
     def _insert(self, key: FlowKey, stream: _Stream) -> None:
-        if len(self._streams) >= self.max_streams:
-            self._remove(next(iter(self._streams)))
+        evicted = self._streams.put(key, stream)
+        if evicted is not None:
+            self._held -= _size(evicted[1])
             self.counters.add("tcp.evicted")
-        self._streams[key] = stream
 
     def _remove(self, key: FlowKey) -> None:
-        stream = self._streams.pop(key, None)
+        stream = self._streams.pop(key)
         if stream is not None:
             self._held -= _size(stream)
 
     def _touch(self, key: FlowKey, stream: _Stream, ts: float) -> None:
+        """`stream` (just looked up with `get`, which made it the most recent) was seen at `ts`."""
         stream.last_seen = max(stream.last_seen, ts)
-        self._streams.move_to_end(key)
 
     def _overflow(self, key: FlowKey) -> None:
         self.counters.add("tcp.overflow")

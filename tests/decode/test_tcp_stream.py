@@ -270,6 +270,6 @@ def test_buffered_bytes_match_what_the_streams_hold(
             r.expire(float(ts) + 30.0)
         held = sum(
             len(s.data) + sum(len(p) for _, p in s.pending)
-            for s in r._streams.values()  # white box: recount what the running total claims
+            for _key, s in r._streams.items()  # white box: recount what the running total claims
         )
         assert r.buffered() == held <= 5000 + 4096
