@@ -2,9 +2,9 @@
 version, header-protection removal and AEAD opening. Pure functions; failures are DecodeError.
 """
 
-import hashlib
 import hmac
 from dataclasses import dataclass
+from functools import lru_cache
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -27,6 +27,7 @@ SALT_T050 = bytes.fromhex("7ff579e5acd072915580304c43a2367c60488310")
 SALT_T051 = bytes.fromhex("7a4edef4e7ccee5fa4506c19124fc8ccda6e033d")
 
 TAG_LENGTH = 16
+_SHA256_SIZE = 32
 SAMPLE_LENGTH = 16
 
 
@@ -73,7 +74,7 @@ def version_rules(version: int) -> VersionRules | None:
 
 def hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
     """HKDF-Extract with SHA-256 (RFC 5869 2.2)."""
-    return hmac.digest(salt, ikm, hashlib.sha256)
+    return hmac.digest(salt, ikm, "sha256")
 
 
 def hkdf_expand_label(secret: bytes, label: bytes, length: int) -> bytes:
@@ -81,11 +82,16 @@ def hkdf_expand_label(secret: bytes, label: bytes, length: int) -> bytes:
 
     Every QUIC Initial output is at most 32 bytes, so one HMAC block is enough.
     """
-    if length > hashlib.sha256().digest_size:
+    if length > _SHA256_SIZE:
         raise ValueError("HKDF-Expand-Label longer than one SHA-256 block")
+    return hmac.digest(secret, _expand_info(label, length), "sha256")[:length]
+
+
+@lru_cache(maxsize=64)
+def _expand_info(label: bytes, length: int) -> bytes:
+    """HkdfLabel plus HKDF-Expand's block counter: the same few labels for every connection."""
     full = b"tls13 " + label
-    info = length.to_bytes(2, "big") + bytes([len(full)]) + full + b"\x00"
-    return hmac.digest(secret, info + b"\x01", hashlib.sha256)[:length]
+    return length.to_bytes(2, "big") + bytes([len(full)]) + full + b"\x00\x01"
 
 
 @dataclass(frozen=True, slots=True)
