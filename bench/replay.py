@@ -71,8 +71,9 @@ def _tshark_cmd(path: Path) -> list[str]:
     ]
 
 
-def _timed(cmd: list[str], out: Path) -> tuple[float, float]:
-    """Wall seconds and the child's peak RSS in MiB (from wait4's rusage); stdout goes to `out`."""
+def _timed(cmd: list[str], out: Path) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system) and peak RSS in MiB of the child (from wait4's
+    rusage); its stdout goes to `out`."""
     with out.open("wb") as sink:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.DEVNULL)
@@ -80,19 +81,26 @@ def _timed(cmd: list[str], out: Path) -> tuple[float, float]:
         elapsed = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}")
-    return elapsed, usage.ru_maxrss / 1024
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def _median_runs(
     cmds: tuple[list[str], list[str]], runs: int, outs: tuple[Path, Path]
-) -> list[tuple[float, float]]:
-    """(median seconds, peak RSS) of each command; runs alternate, so a load change on this
-    shared machine hits both tools alike."""
-    results: list[list[tuple[float, float]]] = [[], []]
+) -> list[tuple[float, float, float]]:
+    """(median wall seconds, median CPU seconds, peak RSS) of each command; runs alternate, so
+    a load change on this shared machine hits both tools alike."""
+    results: list[list[tuple[float, float, float]]] = [[], []]
     for _ in range(runs):
         for i, cmd in enumerate(cmds):
             results[i].append(_timed(cmd, outs[i]))
-    return [(statistics.median(r[0] for r in rs), max(r[1] for r in rs)) for rs in results]
+    return [
+        (
+            statistics.median(r[0] for r in rs),
+            statistics.median(r[1] for r in rs),
+            max(r[2] for r in rs),
+        )
+        for rs in results
+    ]
 
 
 def _tshark_records(out: Path) -> set[tuple[int, str]]:
@@ -125,30 +133,35 @@ def _compare(mix: str, size_mb: int, runs: int, tmp: Path) -> None:
     print(f"[{mix}] capture: {mib:.0f} MiB, {frames} frames")
     ew_out, ts_out = tmp / "ew.jsonl", tmp / "tshark.tsv"
     cmds = (_egresswatch_cmd(path), _tshark_cmd(path))
-    (ew_time, ew_rss), (ts_time, ts_rss) = _median_runs(cmds, runs, (ew_out, ts_out))
-    _print_time(mix, "egresswatch replay", mib, ew_time, ew_rss)
-    _print_time(mix, "tshark -T fields", mib, ts_time, ts_rss)
+    ew, ts = _median_runs(cmds, runs, (ew_out, ts_out))
+    _print_time(mix, "egresswatch replay", mib, ew)
+    _print_time(mix, "tshark -T fields", mib, ts)
     theirs, ours = _tshark_records(ts_out), _egresswatch_records(ew_out)
     share = len(theirs & ours) / max(len(theirs), 1)
     print(
         f"[{mix}] records: tshark {len(theirs)}, egresswatch {len(ours)}, "
         f"{100 * share:.2f}% of tshark's also in egresswatch's (goal >= 99%)"
     )
-    print(f"[{mix}] ratio: egresswatch is {ts_time / ew_time:.1f}x faster than tshark (goal >= 5x)")
-    path.unlink()
-    _memory(mix, size_mb, ew_rss, tmp)
-
-
-def _print_time(mix: str, name: str, mib: float, took: float, rss: float) -> None:
     print(
-        f"[{mix}] {name:18}: median {took:.2f} s ({mib / took:.0f} MiB/s), peak RSS {rss:.0f} MiB"
+        f"[{mix}] ratio: egresswatch is {ts[0] / ew[0]:.1f}x faster than tshark in wall time "
+        f"(goal >= 5x), {ts[1] / ew[1]:.1f}x in CPU time (steadier when the machine is shared)"
+    )
+    path.unlink()
+    _memory(mix, size_mb, ew[2], tmp)
+
+
+def _print_time(mix: str, name: str, mib: float, figures: tuple[float, float, float]) -> None:
+    took, cpu, rss = figures
+    print(
+        f"[{mix}] {name:18}: median {took:.2f} s ({mib / took:.0f} MiB/s), "
+        f"CPU {cpu:.2f} s, peak RSS {rss:.0f} MiB"
     )
 
 
 def _memory(mix: str, size_mb: int, rss: float, tmp: Path) -> None:
     big = tmp / f"{mix}-2x.pcap"
     BUILDERS[mix](big, 2 * size_mb * 1024 * 1024)
-    _time2, rss2 = _timed(_egresswatch_cmd(big), tmp / "ew.jsonl")
+    _time2, _cpu2, rss2 = _timed(_egresswatch_cmd(big), tmp / "ew.jsonl")
     print(
         f"[{mix}] memory: peak RSS {rss:.0f} MiB on {size_mb} MiB, {rss2:.0f} MiB on "
         f"{2 * size_mb} MiB (constant memory: the two should be about equal)"
