@@ -1,19 +1,55 @@
 """The libpcap-filtered file reader: what it drops, what it keeps, and how it fails."""
 
+import contextlib
 import gzip
 import re
+import ssl
 import struct
 from pathlib import Path
 
+import dns.message
+import dns.rrset
 import pytest
 
-from bench.capture_builder import client_hello, dns_pair, tcp_frame, udp_frame
 from egresswatch.capture.pcapfile import read_frames
 from egresswatch.capture.prefilter import candidate_frames, read_filtered
 from egresswatch.counters import Counters
 from egresswatch.errors import CaptureError
 
 CLIENT, SERVER, RESOLVER = b"\x0a\xc7\x00\x01", b"\x0a\xc7\x00\x02", b"\x0a\xc7\x00\x35"
+_ETH_IPV4 = b"\x02\x00\x00\x00\x00\x01\x02\x00\x00\x00\x00\x02\x08\x00"
+
+
+def _ipv4(src: bytes, dst: bytes, proto: int, l4: bytes) -> bytes:
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 0, 0x4000, 64, proto, 0, src, dst)
+    return _ETH_IPV4 + ip + l4
+
+
+def tcp_frame(
+    src: bytes, dst: bytes, sport: int, dport: int, seq: int, flags: int, payload: bytes
+) -> bytes:
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, 1, 5 << 4, flags, 65535, 0, 0)
+    return _ipv4(src, dst, 6, tcp + payload)
+
+
+def udp_frame(src: bytes, dst: bytes, sport: int, dport: int, payload: bytes) -> bytes:
+    return _ipv4(src, dst, 17, struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload)
+
+
+def client_hello(server_name: str) -> bytes:
+    """The first bytes of Python's real TLS client."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    conn = ssl.create_default_context().wrap_bio(incoming, outgoing, server_hostname=server_name)
+    with contextlib.suppress(ssl.SSLWantReadError):
+        conn.do_handshake()
+    return outgoing.read()
+
+
+def dns_pair(name: str, qid: int) -> tuple[bytes, bytes]:
+    query = dns.message.make_query(name, "A", id=qid)
+    response = dns.message.make_response(query)
+    response.answer.append(dns.rrset.from_text(name + ".", 300, "IN", "A", "10.199.0.2"))
+    return query.to_wire(), response.to_wire()
 
 
 def _frames() -> tuple[list[bytes], list[bytes]]:
