@@ -222,6 +222,7 @@ def _type_text(rdtype: int) -> str:
     return str(dns.rdatatype.to_text(dns.rdatatype.RdataType.make(rdtype)))
 
 
+@lru_cache(maxsize=256)
 def _rcode_text(value: int) -> str:
     text = str(dns.rcode.to_text(dns.rcode.Rcode.make(value)))
     return f"RCODE{value}" if text.isdigit() else text

@@ -13,8 +13,8 @@ from egresswatch.errors import DecodeError
 
 MAX_POINTER_HOPS = 16  # dnspython's MAX_COMPRESSION_POINTER_CHAIN
 MAX_NAME_OCTETS = 255  # RFC 1035 2.3.4, counting each length byte and the root
-# bytes that dnspython's Name.to_text escapes
-_NAME_ESCAPES = re.compile(rb'[^\x21-\x7e]|["().;\\@$]')
+# bytes that dnspython's Name.to_text escapes, but for the dot (counted separately)
+_JOINED_ESCAPES = re.compile(rb'[^\x21-\x7e]|["();\\@$]')
 
 
 def read_name(wire: bytes, offset: int) -> tuple[list[bytes], int]:
@@ -26,7 +26,7 @@ def read_name(wire: bytes, offset: int) -> tuple[list[bytes], int]:
     """
     labels: list[bytes] = []
     limit, start, after, hops = len(wire), offset, -1, 0
-    pos = offset
+    pos, octets = offset, 1  # the root label's length byte
     while True:
         if pos >= limit:
             raise DecodeError("dns.truncated", "name runs past the end")
@@ -38,12 +38,14 @@ def read_name(wire: bytes, offset: int) -> tuple[list[bytes], int]:
             if pos > limit:
                 raise DecodeError("dns.truncated", "label runs past the end")
             labels.append(wire[pos - count : pos])
+            octets += 1 + count
             continue
         if count < 0xC0 or pos + 2 > limit:
             raise DecodeError("dns.bad-name" if count < 0xC0 else "dns.truncated")
         hops += 1
         start, limit, pos, after = _follow(wire, pos, start, hops, after)
-    _check_length(labels)
+    if octets > MAX_NAME_OCTETS:
+        raise DecodeError("dns.bad-name", "name longer than 255 octets")
     return labels, after if after >= 0 else pos + 1
 
 
@@ -56,11 +58,6 @@ def _follow(wire: bytes, pos: int, start: int, hops: int, after: int) -> tuple[i
         raise DecodeError("dns.compression-depth")
     # The target may not overlap what was read of this name: reading stops where it began.
     return target, start, target, after if after >= 0 else pos + 2
-
-
-def _check_length(labels: list[bytes]) -> None:
-    if sum(len(label) for label in labels) + len(labels) + 1 > MAX_NAME_OCTETS:
-        raise DecodeError("dns.bad-name", "name longer than 255 octets")
 
 
 def skip_name(wire: bytes, offset: int) -> int:
@@ -88,8 +85,10 @@ def labels_text(labels: Sequence[bytes]) -> str:
     """A name's presentation form (decode/dns.py's docstring): escaped, lower-cased, no root dot."""
     if not labels:
         return "."
-    if not any(_NAME_ESCAPES.search(label) for label in labels):
-        return b".".join(labels).decode("ascii").lower()  # the usual case, at C speed
+    joined = b".".join(labels)
+    # the usual case, at C speed: nothing to escape, and no dot inside a label
+    if not _JOINED_ESCAPES.search(joined) and joined.count(b".") == len(labels) - 1:
+        return joined.decode("ascii").lower()
     # latin-1 maps each byte to the code point of the same value, which the table escapes
     return ".".join(label.decode("latin-1").translate(_LABEL_TEXT) for label in labels)
 
