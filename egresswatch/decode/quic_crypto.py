@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from egresswatch.errors import DecodeError
@@ -102,7 +102,7 @@ class InitialKeys:
     iv: bytes
     hp: bytes
     aead: AESGCM
-    hp_cipher: Cipher[modes.ECB]
+    hp_block: CipherContext  # AES-ECB: each 16-byte update is one independent block
 
 
 def initial_secret(rules: VersionRules, dcid: bytes, label: bytes = b"client in") -> bytes:
@@ -117,8 +117,8 @@ def initial_keys(rules: VersionRules, dcid: bytes, label: bytes = b"client in") 
     iv = hkdf_expand_label(secret, rules.label_prefix + b"iv", 12)
     hp = hkdf_expand_label(secret, rules.label_prefix + b"hp", 16)
     # AES-ECB on a single 16-byte block is the header-protection PRF RFC 9001 5.4.3 mandates.
-    hp_cipher = Cipher(algorithms.AES(hp), modes.ECB())  # noqa: S305
-    return InitialKeys(key, iv, hp, AESGCM(key), hp_cipher)
+    hp_block = Cipher(algorithms.AES(hp), modes.ECB()).encryptor()  # noqa: S305
+    return InitialKeys(key, iv, hp, AESGCM(key), hp_block)
 
 
 def decode_packet_number(largest: int, truncated: int, pn_len: int) -> int:
@@ -151,7 +151,7 @@ def unprotect(
     if len(packet) < pn_offset + 4 + SAMPLE_LENGTH:
         raise DecodeError("quic.truncated", f"{len(packet)}-byte packet, pn at {pn_offset}")
     sample = packet[pn_offset + 4 : pn_offset + 4 + SAMPLE_LENGTH]
-    mask = keys.hp_cipher.encryptor().update(sample)
+    mask = keys.hp_block.update(sample)
     first = packet[0] ^ (mask[0] & 0x0F)
     pn_len = (first & 0x03) + 1
     pn_mask = mask[1 : 1 + pn_len]
