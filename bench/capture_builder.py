@@ -66,16 +66,20 @@ _TEMPLATES = 64
 
 
 def _handshake_frames(
-    i: int, rng: random.Random, cache: dict[int, tuple[bytes, ...]]
+    i: int, rng: random.Random, cache: dict[int, tuple[bytes, ...]], fresh_quic: bool = False
 ) -> list[bytes]:
     """Client i's DNS lookup, TCP SYN + TLS ClientHello and QUIC Initials, on ports of its own.
 
-    The message bytes come from 64 real clients made once and reused (making each is slow)."""
+    The message bytes come from 64 real clients made once and reused (making each is slow);
+    with `fresh_quic` each client makes its own QUIC Initials (a connection ID of its own, as
+    on a real network: a decoder cannot reuse one connection's keys for the next)."""
     slot = i % _TEMPLATES
     if slot not in cache:
         name = f"host{slot}.example.test"
         cache[slot] = (*dns_pair(name, slot), client_hello(name), *quic_initials(name))
     query, response, hello, *initials = cache[slot]
+    if fresh_quic:
+        initials = quic_initials(f"host{slot}.example.test")
     client, server, resolver = b"\x0a\xc7\x00\x01", b"\x0a\xc7\x00\x02", b"\x0a\xc7\x00\x35"
     sport = 10000 + (2 * i) % 50000
     isn = rng.getrandbits(32)
@@ -111,4 +115,51 @@ def build_capture(path: Path, total_bytes: int, bulk_share: float = 0.98, seed: 
                 out.write(ts, tcp_frame(src, dst, 443, 50000, seq, 0x10, payload))
                 seq = (seq + len(payload)) & 0xFFFFFFFF
                 frames += 1
+    return frames
+
+
+def _quic_short(dcid: bytes, rng: random.Random) -> bytes:
+    """A QUIC 1-RTT (short header) datagram: fixed bit, key phase bits, DCID, protected bytes."""
+    return bytes([0x40 | rng.getrandbits(5)]) + dcid + rng.randbytes(1200)
+
+
+def _connection_traffic(i: int, rng: random.Random, frames: int) -> list[bytes]:
+    """`frames` frames of client i's connections after their handshakes: the TLS download
+    (server data, a client ACK every second segment) and QUIC 1-RTT datagrams both ways."""
+    client, server = b"\x0a\xc7\x00\x01", b"\x0a\xc7\x00\x02"
+    sport = 10000 + (2 * i) % 50000
+    dcid = rng.randbytes(8)
+    payload = rng.randbytes(1448)
+    seq = rng.getrandbits(32)
+    out: list[bytes] = []
+    for n in range(frames):
+        if n % 3 == 2:
+            out.append(udp_frame(server, client, 443, sport + 1, _quic_short(dcid, rng)))
+        elif n % 3 == 1 and n % 2:
+            out.append(tcp_frame(client, server, sport, 443, 1, 0x10, b""))
+        else:
+            out.append(tcp_frame(server, client, 443, sport, seq, 0x18, payload))
+            seq = (seq + len(payload)) & 0xFFFFFFFF
+    return out
+
+
+def build_handshake_mix(
+    path: Path, total_bytes: int, handshake_share: float = 0.02, seed: int = 7
+) -> int:
+    """Writes a pcap where `handshake_share` of the frames are DNS, TLS and QUIC handshakes and
+    the rest is the traffic of those connections (a third of all frames QUIC 1-RTT datagrams);
+    returns the number of frames."""
+    rng = random.Random(seed)
+    cache: dict[int, tuple[bytes, ...]] = {}
+    frames, i = 0, 0
+    ts = 1_700_000_000.0
+    with PcapWriter(path) as out:
+        while out.bytes_written < total_bytes:
+            handshake = _handshake_frames(i, rng, cache, fresh_quic=True)
+            rest = round(len(handshake) * (1 - handshake_share) / handshake_share)
+            for frame in handshake + _connection_traffic(i, rng, rest):
+                ts += 0.00001
+                out.write(ts, frame)
+                frames += 1
+            i += 1
     return frames

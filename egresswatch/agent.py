@@ -13,7 +13,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Literal, Protocol
 
-from egresswatch.capture.live import Frame
+from egresswatch.capture.frame import Frame
 from egresswatch.counters import Counters
 from egresswatch.model import Attribution, Event, FlowKey, Observation
 from egresswatch.naming import Namer, PendingFlows
@@ -189,7 +189,9 @@ class Agent:
             result = self.attributor.attribute(
                 obs.flow, obs.ts, ifindex=ifindex, local=local, new_connection=syn
             )
-        except Exception as err:  # the one containment point: a lookup bug must not stop capture
+        # Backstop for attributors that raise despite the contract: ProcessResolver contains its
+        # own faults and counts them as "attribute.errors" (reported by Service.counters).
+        except Exception as err:  # a lookup bug must not stop capture
             self.counters.add(f"agent.errors.attribute.{type(err).__name__}")
             return Attribution("unknown:error")
         self.counters.add(f"agent.attribution.{result.status.split(':', 1)[-1]}")

@@ -137,6 +137,10 @@ class Service:
             merged.merge(part)
         for name, value in self.recorder.writer.counters().items():
             merged.add(name, value)
+        # ProcessResolver contains its own faults and counts them ("attribute.errors", misses)
+        attributor_counters = getattr(self.agent.attributor, "counters", None)
+        if isinstance(attributor_counters, Counters):
+            merged.merge(attributor_counters)
         return merged
 
 

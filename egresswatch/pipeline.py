@@ -4,7 +4,6 @@ Most packets cannot matter (bulk payload of established connections), so every f
 judged from a few header bytes and dropped early; only candidates reach the protocol decoders.
 """
 
-from collections import OrderedDict
 from collections.abc import Callable
 
 from egresswatch.counters import Counters
@@ -16,6 +15,7 @@ from egresswatch.decode.quic import QuicInitialTracker, looks_like_quic_initial
 from egresswatch.decode.tcp_stream import TcpReassembler
 from egresswatch.decode.tls import client_hello_from_stream, looks_like_tls_client_hello
 from egresswatch.errors import DecodeError
+from egresswatch.lru import Lru
 from egresswatch.model import FlowKey, Observation
 
 _SYN = 0x02
@@ -25,30 +25,11 @@ _DNS_TCP_BUFFER = 65535 + 2
 RequestHook = Callable[[float, FlowKey, str, str], None]  # (ts, flow, method, path)
 
 
-class _BoundedSet:
-    """Remembers the most recent `limit` keys (LRU); used for flows already decided."""
-
-    __slots__ = ("_items", "_limit")
-
-    def __init__(self, limit: int) -> None:
-        self._items: OrderedDict[object, None] = OrderedDict()
-        self._limit = limit
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._items
-
-    def add(self, key: object) -> bool:
-        """Adds `key`; returns False when it was already there."""
-        if key in self._items:
-            self._items.move_to_end(key)
-            return False
-        self._items[key] = None
-        if len(self._items) > self._limit:
-            self._items.popitem(last=False)
-        return True
-
-    def discard(self, key: object) -> None:
-        self._items.pop(key, None)
+def _remember(seen: Lru[object, bool], key: object) -> bool:
+    """Marks `key` as just used; returns True when it was not there yet."""
+    new = key not in seen
+    seen.put(key, True)
+    return new
 
 
 class ObservationDecoder:
@@ -72,10 +53,10 @@ class ObservationDecoder:
         self.streams = TcpReassembler(max_stream_bytes=_DNS_TCP_BUFFER, max_streams=8192)
         self.quic = QuicInitialTracker()
         self._emit_flows = emit_flows
-        self._tls_decided = _BoundedSet(max_flows)
-        self._udp_seen = _BoundedSet(max_flows)
+        self._tls_decided: Lru[object, bool] = Lru(max_flows)
+        self._udp_seen: Lru[object, bool] = Lru(max_flows)
         # Raw 4-tuples of TCP flows judged by _tls: their later frames skip decoding entirely.
-        self._bulk = _BoundedSet(max_flows)
+        self._bulk: Lru[object, bool] = Lru(max_flows)
         self._judged = False
         self.frames = 0
         self.bulk_skipped = 0
@@ -87,7 +68,7 @@ class ObservationDecoder:
             if not fast[1] & _SYN:
                 self.bulk_skipped += 1
                 return []
-            self._bulk.discard(fast[0])  # a new connection reuses the 4-tuple
+            self._bulk.pop(fast[0])  # a new connection reuses the 4-tuple
         seg = self.packets.decode(linktype, data, ts)
         if seg is None:
             return []
@@ -96,7 +77,7 @@ class ObservationDecoder:
         self._judged = False
         out = self._tcp(seg, ts)
         if self._judged and fast is not None:
-            self._bulk.add(fast[0])
+            self._bulk.put(fast[0], True)
         return out
 
     def expire(self, now: float) -> None:
@@ -143,9 +124,9 @@ class ObservationDecoder:
     def _flow_start_udp(self, seg: Segment, ts: float, out: list[Observation]) -> None:
         key = self._key(seg)
         if key.reversed() in self._udp_seen:
-            self._udp_seen.add(key.reversed())
+            self._udp_seen.put(key.reversed(), True)
             return
-        if self._udp_seen.add(key):
+        if _remember(self._udp_seen, key):
             out.append(Observation(ts, "flow", key, tunneled=seg.tunneled))
 
     def _dns(
@@ -176,7 +157,7 @@ class ObservationDecoder:
             if flags & _ACK:
                 return out
             self.streams.open(key, seg.seq, ts)
-            self._tls_decided.discard(key)
+            self._tls_decided.pop(key)
             if self._emit_flows:
                 out.append(Observation(ts, "flow", key, tunneled=seg.tunneled))
             if not seg.payload:
@@ -210,7 +191,7 @@ class ObservationDecoder:
             self._finish_tls(key)
             return
         if key not in self.streams and not looks_like_tls_client_hello(seg.payload):
-            self._tls_decided.add(key)
+            self._tls_decided.put(key, True)
             self._judged = True
             return
         buffered = self.streams.feed(key, seg.seq, seg.payload, ts)
@@ -235,5 +216,5 @@ class ObservationDecoder:
 
     def _finish_tls(self, key: FlowKey) -> None:
         self.streams.close(key)
-        self._tls_decided.add(key)
+        self._tls_decided.put(key, True)
         self._judged = True

@@ -21,23 +21,17 @@ import dns.message
 import dns.rrset
 import pytest
 
+from egresswatch.agent import Agent
+from egresswatch.attribute.methods import build_resolver
+from egresswatch.attribute.resolver import ProcessResolver
 from egresswatch.capture.live import LINKTYPE_RAW, Frame, LiveCapture
 from egresswatch.classify.catalog import load_catalog
 from egresswatch.daemon import Recorder as StoreRecorder
 from egresswatch.fanout import FanOut
-from egresswatch.model import Attribution, FlowKey, Observation, ProcessInfo
+from egresswatch.model import Attribution, Event, FlowKey, Observation, ProcessInfo
+from egresswatch.output import event_to_dict, to_json_line
 from egresswatch.store import open_store
 from egresswatch.store.queries import EventFilter
-
-try:
-    from egresswatch.agent import Agent
-    from egresswatch.attribute.methods import build_resolver
-    from egresswatch.attribute.resolver import ProcessResolver
-    from egresswatch.output import event_to_dict
-except ImportError as missing:  # the decode stage lands separately; say what is missing
-    pytest.skip(f"agent pipeline incomplete: {missing}", allow_module_level=True)
-from egresswatch.model import Event
-from egresswatch.output import to_json_line
 from tests.lab import Lab, lab, lab_unavailable
 
 # Attribution here races real processes whose sockets close within milliseconds; on a loaded

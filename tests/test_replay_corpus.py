@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from egresswatch.capture.pcapfile import read_frames
+from egresswatch.capture.prefilter import candidate_frames
 from egresswatch.counters import Counters
 from egresswatch.model import Observation
 from egresswatch.pipeline import ObservationDecoder
@@ -185,22 +186,25 @@ def _without_data(records: Counter[tuple[Any, ...]]) -> Counter[tuple[Any, ...]]
     return out
 
 
-def _replay(path: Path) -> list[Observation]:
+def _replay(path: Path, prefiltered: bool) -> list[Observation]:
+    """Every frame decoded, or (as `replay` reads) only those libpcap's filter passes."""
     decoder = ObservationDecoder()
     counters = Counters()
     out: list[Observation] = []
-    for frame in read_frames(path, counters):
+    frames = candidate_frames(path, counters) if prefiltered else read_frames(path, counters)
+    for frame in frames:
         out.extend(decoder.decode_frame(frame.ts, frame.linktype, frame.data))
     return out
 
 
 @pytest.mark.corpus
+@pytest.mark.parametrize("prefiltered", [False, True], ids=["every-frame", "prefiltered"])
 @pytest.mark.parametrize("stem", corpus_stems() or ["<corpus absent>"])
-def test_replay_matches_tshark(stem: str, corpus_dir: Path) -> None:
+def test_replay_matches_tshark(stem: str, prefiltered: bool, corpus_dir: Path) -> None:
     if stem in KNOWN_DIFFERENCES:
         pytest.skip(f"documented difference: {KNOWN_DIFFERENCES[stem]}")
     expected = load_expected(stem)
-    observations = _replay(corpus_capture(stem))
+    observations = _replay(corpus_capture(stem), prefiltered)
     checks = [
         ("dns", _expected_dns(expected["dns"]), _our_dns(observations)),
         (

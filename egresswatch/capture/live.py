@@ -11,7 +11,6 @@ import struct
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from egresswatch.capture.bpf import (
     SNAPLEN,
@@ -20,6 +19,7 @@ from egresswatch.capture.bpf import (
     compile_filter,
     skipping_loopback_echo,
 )
+from egresswatch.capture.frame import Frame as Frame  # noqa: PLC0414 - re-exported
 from egresswatch.counters import Counters
 from egresswatch.errors import CaptureError
 
@@ -59,16 +59,6 @@ COUNTER_NAMES = (
     "capture.errors.netdown",
     "capture.errors.other",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One captured packet: kernel receive time, link type, bytes from the IP header, interface."""
-
-    ts: float
-    linktype: int
-    data: bytes
-    interface: str
 
 
 def open_socket(interface: str, program: FilterProgram) -> socket.socket:

@@ -7,11 +7,13 @@ Reads in chunks, so memory stays constant whatever the file size; malformed file
 import gzip
 import io
 import struct
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
+from egresswatch.capture.frame import Frame
 from egresswatch.counters import Counters
 from egresswatch.errors import CaptureError
 
@@ -33,14 +35,6 @@ _BYTE_ORDER_MAGIC = 0x1A2B3C4D
 _IDB, _PB, _SPB, _EPB, _SHB = 1, 2, 3, 6, 0x0A0D0D0A
 _PACKET_BLOCKS = frozenset({_PB, _SPB, _EPB})
 _OPT_TSRESOL, _OPT_TSOFFSET = 9, 14
-
-
-class Frame(NamedTuple):
-    """One captured frame. Built with `tuple.__new__` on the hot path (no Python-level __new__)."""
-
-    ts: float
-    linktype: int
-    data: bytes
 
 
 _new = tuple.__new__
@@ -66,6 +60,8 @@ def read_frames(path: Path, counters: Counters | None = None) -> Iterator[Frame]
             yield from _frames(stream, path, counters)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise CaptureError(f"{path}: cannot read capture: {exc}") from exc
+    except zlib.error as exc:  # corrupt deflate data inside a gzip file
+        raise CaptureError(f"{path}: corrupt gzip data: {exc}") from exc
 
 
 @contextmanager
@@ -88,21 +84,23 @@ def _frames(stream: io.BufferedIOBase, path: Path, counters: Counters) -> Iterat
             raise CaptureError(f"{path}: pcap file header is truncated")
         order, scale = _PCAP_MAGIC[magic]
         linktype = struct.unpack_from(order + "I", buf, 20)[0]
-        yield from _pcap_records(stream, buf, order, scale, linktype & 0xFFFF, counters)
+        records = _pcap_records(stream, buf, (order, scale, linktype & 0xFFFF), path, counters)
+        yield from records
     elif magic == _PCAPNG_SHB:
         yield from _pcapng_frames(stream, buf, path, counters)
     else:
         raise CaptureError(f"{path}: not a pcap or pcapng capture (magic {magic.hex() or 'empty'})")
 
 
-def _pcap_records(  # noqa: PLR0917 - the hot loop's state, passed once
+def _pcap_records(
     stream: io.BufferedIOBase,
     buf: bytes,
-    order: str,
-    scale: float,
-    linktype: int,
+    header: tuple[str, float, int],
+    path: Path,
     counters: Counters,
 ) -> Iterator[Frame]:
+    """The records after the file header; `header` is (byte order, seconds per unit, link type)."""
+    order, scale, linktype = header
     unpack = struct.Struct(order + "IIII").unpack_from
     read = stream.read
     pos = 24
@@ -113,9 +111,9 @@ def _pcap_records(  # noqa: PLR0917 - the hot loop's state, passed once
             nxt = pos + 16 + incl
             if nxt > end + 16:
                 if incl > MAX_RECORD:
-                    raise CaptureError(f"record of {incl} bytes: corrupt pcap record header")
+                    raise CaptureError(f"{path}: corrupt pcap record header ({incl} bytes)")
                 break
-            yield _new(Frame, (sec + frac * scale, linktype, buf[pos + 16 : nxt]))
+            yield _new(Frame, (sec + frac * scale, linktype, buf[pos + 16 : nxt], ""))
             pos = nxt
         chunk = read(CHUNK)
         if not chunk:
@@ -225,7 +223,7 @@ def _packet_block(  # noqa: PLR0917
         return None
     iface = ifaces[iface_id]
     ts = ((hi << 32) | lo) / iface.units + iface.offset
-    return _new(Frame, (ts, iface.linktype, buf[pos + 28 : pos + 28 + incl]))
+    return _new(Frame, (ts, iface.linktype, buf[pos + 28 : pos + 28 + incl], ""))
 
 
 def _simple_block(buf: bytes, pos: int, blen: int, ifaces: list[_Interface]) -> Frame | None:
@@ -235,4 +233,4 @@ def _simple_block(buf: bytes, pos: int, blen: int, ifaces: list[_Interface]) -> 
     (orig,) = struct.unpack_from(ifaces[0].order + "I", buf, pos + 8)
     snaplen = ifaces[0].snaplen or orig
     incl = min(orig, snaplen, blen - 16)
-    return _new(Frame, (0.0, ifaces[0].linktype, buf[pos + 12 : pos + 12 + incl]))
+    return _new(Frame, (0.0, ifaces[0].linktype, buf[pos + 12 : pos + 12 + incl], ""))

@@ -53,25 +53,14 @@ parsed (later answers are neither parsed nor reported); names are capped at 16 p
 and 255 octets by dnspython, so a message costs O(its length).
 """
 
-import re
 import socket
 import struct
 from functools import lru_cache
 
-import dns.exception
-import dns.name
 import dns.rcode
-import dns.rdata
-import dns.rdataclass
 import dns.rdatatype
-import dns.rdtypes.ANY.SOA
-import dns.rdtypes.IN.SRV
-import dns.rdtypes.mxbase
-import dns.rdtypes.nsbase
-import dns.rdtypes.svcbbase
-import dns.rdtypes.txtbase
-import dns.wire
 
+from egresswatch.decode.dns_wire import labels_text, read_name, skip_name
 from egresswatch.errors import DecodeError
 from egresswatch.model import DnsAnswer, DnsMessage, DnsProto
 
@@ -88,12 +77,6 @@ _ADDRESS_FAMILIES = {(1, 4): socket.AF_INET, (28, 16): socket.AF_INET6}
 # tshark (and Wireshark's UDP/TCP dissectors) try the lower port first; 53 < 5353 < 5355,
 # so sorting the two ports gives the same precedence.
 _PORT_PROTOS: dict[int, DnsProto] = {53: "dns", 5353: "mdns", 5355: "llmnr"}
-_TARGET_TYPES = frozenset({2, 5, 12, 39})  # NS, CNAME, PTR, DNAME
-_TEXT_TYPES = frozenset({16, 99})  # TXT, SPF
-_SVCB_TYPES = frozenset({64, 65})  # SVCB, HTTPS
-# bytes that dnspython's Name.to_text escapes, and those our TXT form escapes
-_NAME_ESCAPES = re.compile(rb'[^\x21-\x7e]|["().;\\@$]')
-_TEXT_ESCAPES = re.compile(rb"[^\x20-\x7e]|\\")
 
 
 def dns_proto_for_ports(sport: int, dport: int) -> DnsProto | None:
@@ -124,19 +107,13 @@ def parse_dns(payload: bytes) -> DnsMessage:
     ident, flags, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(payload)
     if qdcount > MAX_QUESTIONS:
         raise DecodeError("dns.too-many-questions", str(qdcount))
-    parser = dns.wire.Parser(payload, _HEADER.size)
-    try:
-        question = _read_questions(parser, qdcount)
-        answers = _read_answers(parser, min(ancount, MAX_ANSWERS))
-    except dns.exception.DNSException as exc:
-        raise DecodeError(_reason(exc), type(exc).__name__) from exc
+    question, offset = _read_question(payload, qdcount)
+    answers, offset = _read_answers(payload, offset, min(ancount, MAX_ANSWERS))
     is_response = bool(flags & 0x8000)
     rcode = None
     if is_response:
         extended = (
-            0
-            if ancount > MAX_ANSWERS
-            else _opt_rcode_bits(payload, parser.current, nscount + arcount)
+            0 if ancount > MAX_ANSWERS else _opt_rcode_bits(payload, offset, nscount + arcount)
         )
         rcode = _rcode_text(extended << 4 | flags & 0xF)
     return DnsMessage(
@@ -172,32 +149,40 @@ def split_tcp_dns(buffer: bytes) -> tuple[list[bytes], int]:
     return messages, used
 
 
-def _read_questions(parser: dns.wire.Parser, count: int) -> tuple[str, str] | None:
-    """The first question as (qname, qtype); the others are only stepped over.
+def _read_question(wire: bytes, count: int) -> tuple[tuple[str, str] | None, int]:
+    """The first question as (qname, qtype), and the offset past the question section.
 
     Later questions are skipped in place, without decompressing their names, so a broken
     second question (as tshark also tolerates) does not hide the first one or the answers.
     """
     if count == 0:
-        return None
-    name = dns.name.from_wire_parser(parser)
-    qtype, _qclass = parser.get_struct(_Q_FIXED.format)
+        return None, _HEADER.size
+    labels, offset = read_name(wire, _HEADER.size)
+    if offset + _Q_FIXED.size > len(wire):
+        raise DecodeError("dns.truncated", "question runs past the end")
+    qtype = _Q_FIXED.unpack_from(wire, offset)[0]
+    offset += _Q_FIXED.size
     for _ in range(count - 1):
-        parser.seek(_skip_name(parser.wire, parser.current))
-        parser.get_bytes(_Q_FIXED.size)
-    return _name_text(name), _type_text(qtype)
+        offset = skip_name(wire, offset) + _Q_FIXED.size
+        if offset > len(wire):
+            raise DecodeError("dns.truncated", "question runs past the end")
+    return (labels_text(labels), _type_text(qtype)), offset
 
 
-def _read_answers(parser: dns.wire.Parser, count: int) -> tuple[DnsAnswer, ...]:
+def _read_answers(wire: bytes, offset: int, count: int) -> tuple[tuple[DnsAnswer, ...], int]:
     answers = []
     for _ in range(count):
-        name = dns.name.from_wire_parser(parser)
-        rdtype, rdclass, ttl, rdlen = parser.get_struct(_RR_FIXED.format)
-        start = parser.current
-        parser.get_bytes(rdlen)  # raises (truncated) when the RDATA runs past the end
-        data = _rdata_text(parser.wire, start, rdlen, rdclass & 0x7FFF, rdtype)
-        answers.append(DnsAnswer(_name_text(name), _type_text(rdtype), data, ttl))
-    return tuple(answers)
+        labels, offset = read_name(wire, offset)
+        start = offset + _RR_FIXED.size
+        if start > len(wire):
+            raise DecodeError("dns.truncated", "record runs past the end")
+        rdtype, rdclass, ttl, rdlen = _RR_FIXED.unpack_from(wire, offset)
+        offset = start + rdlen
+        if offset > len(wire):
+            raise DecodeError("dns.truncated", "RDATA runs past the end")
+        data = _rdata_text(wire, start, rdlen, rdclass & 0x7FFF, rdtype)
+        answers.append(DnsAnswer(labels_text(labels), _type_text(rdtype), data, ttl))
+    return tuple(answers), offset
 
 
 def _rdata_text(wire: bytes, start: int, rdlen: int, rdclass: int, rdtype: int) -> str | None:
@@ -207,94 +192,10 @@ def _rdata_text(wire: bytes, start: int, rdlen: int, rdclass: int, rdtype: int) 
     if rdclass == _IN and (rdtype, rdlen) in _ADDRESS_FAMILIES:
         family = _ADDRESS_FAMILIES[rdtype, rdlen]
         return socket.inet_ntop(family, wire[start : start + rdlen])
-    # A fresh parser over the whole message: names in RDATA may point anywhere before it.
-    parser = dns.wire.Parser(wire, start)
-    try:
-        with parser.restrict_to(rdlen):
-            rdata = dns.rdata.from_wire_parser(
-                dns.rdataclass.RdataClass.make(rdclass),
-                dns.rdatatype.RdataType.make(rdtype),
-                parser,
-            )
-        return _format_rdata(rdata)
-    except Exception:
-        # dnspython's many rdata classes raise assorted exception types on hostile RDATA;
-        # the record boundaries are already known good, so the generic form is always valid.
-        return f"\\# {rdlen} {wire[start : start + rdlen].hex()}"
+    # dnspython's RDATA machinery costs ~50 ms of start-up: loaded by the first answer needing it
+    from egresswatch.decode import dns_rdata  # noqa: PLC0415
 
-
-def _format_rdata(rdata: dns.rdata.Rdata) -> str:
-    text = _name_form(rdata)
-    if text is None:
-        text = _string_form(rdata)
-    return text if text is not None else str(rdata.to_text())
-
-
-def _name_form(rdata: dns.rdata.Rdata) -> str | None:
-    """Our own text for the types whose data is mostly a name (so it gets our name form)."""
-    rdtype = rdata.rdtype
-    if rdtype in _TARGET_TYPES and isinstance(rdata, dns.rdtypes.nsbase.NSBase):
-        return _name_text(rdata.target)
-    if rdtype == 15 and isinstance(rdata, dns.rdtypes.mxbase.MXBase):
-        return f"{rdata.preference} {_name_text(rdata.exchange)}"
-    if isinstance(rdata, dns.rdtypes.IN.SRV.SRV):
-        return f"{rdata.priority} {rdata.weight} {rdata.port} {_name_text(rdata.target)}"
-    if isinstance(rdata, dns.rdtypes.ANY.SOA.SOA):
-        return _soa_text(rdata)
-    return None
-
-
-def _string_form(rdata: dns.rdata.Rdata) -> str | None:
-    if rdata.rdtype in _TEXT_TYPES and isinstance(rdata, dns.rdtypes.txtbase.TXTBase):
-        return "".join(_escape_text(part) for part in rdata.strings)
-    if rdata.rdtype in _SVCB_TYPES and isinstance(rdata, dns.rdtypes.svcbbase.SVCBBase):
-        return _svcb_text(rdata)
-    return None
-
-
-def _soa_text(soa: dns.rdtypes.ANY.SOA.SOA) -> str:
-    names = f"{_name_text(soa.mname)} {_name_text(soa.rname)}"
-    return f"{names} {soa.serial} {soa.refresh} {soa.retry} {soa.expire} {soa.minimum}"
-
-
-def _svcb_text(svcb: dns.rdtypes.svcbbase.SVCBBase) -> str:
-    head = f"{svcb.priority} {_name_text(svcb.target)}"
-    # dnspython writes "priority target params..."; the target has no unescaped spaces.
-    params = str(svcb.to_text()).split(" ", 2)[2:]
-    return " ".join([head, *params])
-
-
-def _name_text(name: dns.name.Name) -> str:
-    labels = name.labels[:-1]  # names read from the wire are absolute: drop the root label
-    if not labels:
-        return "."
-    if not any(_NAME_ESCAPES.search(label) for label in labels):
-        return b".".join(labels).decode("ascii").lower()  # the usual case, at C speed
-    # latin-1 maps each byte to the code point of the same value, which the table escapes
-    return ".".join(label.decode("latin-1").translate(_LABEL_TEXT) for label in labels)
-
-
-def _escape_text(data: bytes) -> str:
-    if not _TEXT_ESCAPES.search(data):
-        return data.decode("ascii")
-    return data.decode("latin-1").translate(_BYTE_TEXT)
-
-
-def _byte_text(byte: int) -> str:
-    if byte == 0x5C:
-        return "\\\\"
-    return chr(byte) if 0x20 <= byte < 0x7F else f"\\{byte:03d}"
-
-
-def _label_byte_text(byte: int) -> str:
-    """The text of one label byte: dnspython's Name.to_text escapes, ASCII lower-cased."""
-    if byte in b'"().;\\@$':
-        return "\\" + chr(byte)
-    return chr(byte).lower() if 0x20 < byte < 0x7F else f"\\{byte:03d}"
-
-
-_BYTE_TEXT = {byte: _byte_text(byte) for byte in range(256)}
-_LABEL_TEXT = {byte: _label_byte_text(byte) for byte in range(256)}
+    return dns_rdata.rdata_text(wire, start, rdlen, rdclass, rdtype)
 
 
 def _opt_rcode_bits(wire: bytes, offset: int, count: int) -> int:
@@ -304,35 +205,16 @@ def _opt_rcode_bits(wire: bytes, offset: int, count: int) -> int:
     """
     try:
         for _ in range(count):
-            name_end = _skip_name(wire, offset)
+            name_end = skip_name(wire, offset)
             if name_end + _RR_FIXED.size > len(wire):
                 return 0
             rdtype, _rdclass, ttl, rdlen = _RR_FIXED.unpack_from(wire, name_end)
             if rdtype == _OPT:
                 return int(ttl) >> 24
             offset = name_end + _RR_FIXED.size + rdlen
-    except dns.exception.DNSException:
+    except DecodeError:
         pass
     return 0
-
-
-def _skip_name(wire: bytes, offset: int) -> int:
-    """Offset just past the (possibly compressed) name at `offset`, read in place.
-
-    Raises FormError when the name runs off the end, BadLabelType on a reserved label type.
-    """
-    while offset < len(wire):
-        length = wire[offset]
-        if length == 0:
-            return offset + 1
-        if length >= 0xC0:
-            break  # a pointer: two bytes, and the name ends there
-        if length >= 0x40:  # extended/reserved label types: the length is unknowable
-            raise dns.name.BadLabelType
-        offset += 1 + length
-    if offset + 2 > len(wire):
-        raise dns.exception.FormError
-    return offset + 2
 
 
 @lru_cache(maxsize=1024)
@@ -340,25 +222,7 @@ def _type_text(rdtype: int) -> str:
     return str(dns.rdatatype.to_text(dns.rdatatype.RdataType.make(rdtype)))
 
 
+@lru_cache(maxsize=256)
 def _rcode_text(value: int) -> str:
     text = str(dns.rcode.to_text(dns.rcode.Rcode.make(value)))
     return f"RCODE{value}" if text.isdigit() else text
-
-
-_REASONS: tuple[tuple[type[Exception], str], ...] = (
-    (dns.name.BadPointer, "dns.bad-pointer"),
-    (dns.name.PointerChainTooLong, "dns.compression-depth"),
-    (dns.name.BadLabelType, "dns.bad-name"),
-    (dns.name.NameTooLong, "dns.bad-name"),
-    (dns.name.LabelTooLong, "dns.bad-name"),
-    (dns.name.EmptyLabel, "dns.bad-name"),
-)
-
-
-def _reason(exc: dns.exception.DNSException) -> str:
-    if type(exc) is dns.exception.FormError:
-        return "dns.truncated"  # the wire parser's "ran out of bytes"
-    for kind, reason in _REASONS:
-        if isinstance(exc, kind):
-            return reason
-    return "dns.malformed"

@@ -7,7 +7,7 @@ Hot path of replay and of the live agent: offsets into the frame instead of slic
 import socket
 import struct
 from collections.abc import Callable
-from ipaddress import IPv6Address
+from socket import AF_INET6
 from typing import Final, Literal, NamedTuple
 
 from egresswatch.counters import Counters
@@ -372,7 +372,8 @@ class PacketDecoder:
         return self._ethertype(ptype, data, off, end, ts, depth)
 
     def _name(self, addrs: bytes) -> tuple[str, str]:
-        """Text of a source+destination pair (RFC 5952 for IPv6), cached: flows repeat them."""
+        """Text of a source+destination pair, cached: flows repeat them. IPv6 as glibc and tshark
+        write it: RFC 5952, with IPv4-mapped addresses dotted (`::ffff:192.0.2.1`)."""
         if len(self._names) >= ADDRESS_CACHE:
             self._names.clear()
         half = len(addrs) // 2
@@ -380,7 +381,7 @@ class PacketDecoder:
         if half == 4:
             names = (socket.inet_ntoa(src), socket.inet_ntoa(dst))
         else:
-            names = (IPv6Address(src).compressed, IPv6Address(dst).compressed)
+            names = (socket.inet_ntop(AF_INET6, src), socket.inet_ntop(AF_INET6, dst))
         self._names[addrs] = names
         return names
 

@@ -8,7 +8,6 @@ other side of is tried with the client keys of its DCID; a server's fails the AE
 counted "quic.decrypt-failed".
 """
 
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from egresswatch.counters import Counters
@@ -29,11 +28,15 @@ from egresswatch.decode.quic_packet import (
 from egresswatch.decode.quic_stream import CryptoStream
 from egresswatch.decode.tls import parse_client_hello
 from egresswatch.errors import DecodeError
+from egresswatch.lru import Lru
 from egresswatch.model import ClientHello, FlowKey
 
 MIN_HEADER = 7  # first byte, version, DCID length, SCID length
 MAX_KEY_SETS = 3  # original DCID plus at most two Retries
 MAX_PACKETS_PER_DATAGRAM = 16  # real clients coalesce 2-3; more is only work for an attacker
+# CRYPTO bytes held by all connections together (4096 connections x 64 KiB would be 256 MiB);
+# real hellos are 1-2 KB, so thousands still fit.
+MAX_TOTAL_CRYPTO_BYTES = 16 << 20
 
 
 def looks_like_quic_initial(payload: bytes) -> bool:
@@ -72,22 +75,35 @@ class QuicInitialTracker:
     Connections are keyed by the 5-tuple and the client's original Destination Connection ID;
     later client Initials (to the server's CID, or after a Retry to the Retry's CID) are tied
     to the same connection through the client's Source Connection ID. `feed` never raises:
-    everything it drops is counted in `counters` under a "quic." reason.
+    everything it drops is counted in `counters` under a "quic." reason. While all unfinished
+    hellos together hold more than `max_total_bytes`, the least recently used connections are
+    forgotten ("quic.evicted-bytes").
     """
 
     def __init__(
-        self, *, max_connections: int = 4096, max_crypto_bytes: int = 65536, timeout: float = 60.0
+        self,
+        *,
+        max_connections: int = 4096,
+        max_crypto_bytes: int = 65536,
+        max_total_bytes: int = MAX_TOTAL_CRYPTO_BYTES,
+        timeout: float = 60.0,
     ) -> None:
         self.counters = Counters()
         self._max_connections = max_connections
         self._max_crypto_bytes = max_crypto_bytes
+        self._max_total_bytes = max_total_bytes
+        self._held = 0  # CRYPTO bytes held by all connections' streams
         self._timeout = timeout
-        self._conns: OrderedDict[tuple[FlowKey, bytes], _Connection] = OrderedDict()
+        self._conns: Lru[tuple[FlowKey, bytes], _Connection] = Lru(max_connections)
         self._by_dcid: dict[tuple[FlowKey, bytes], _Connection] = {}
         self._by_scid: dict[tuple[FlowKey, bytes], _Connection] = {}
 
     def __len__(self) -> int:
         return len(self._conns)
+
+    def buffered(self) -> int:
+        """CRYPTO bytes held across all connections (for tests and health metrics)."""
+        return self._held
 
     def feed(self, key: FlowKey, payload: bytes, ts: float) -> list[tuple[ClientHello, int]]:
         """Process one UDP payload sent on `key`; returns the ClientHellos it completed."""
@@ -176,11 +192,12 @@ class QuicInitialTracker:
                     raise
                 conn = self._open_new(flow, header, rules, packet, ts)
         self._absorb(conn, found)
+        self._keep_budget()  # after _absorb: a hello that just completed holds nothing
 
     def _touch(self, conn: _Connection, ts: float) -> bool:
         """Mark `conn` used; False (counted) when its hello is already settled."""
         conn.last_seen = ts
-        self._conns.move_to_end((conn.flow, conn.dcids[0]))
+        self._conns.get((conn.flow, conn.dcids[0]))  # counts as use
         if conn.stream is None:
             self.counters.add("quic.after-hello")
             return False
@@ -236,13 +253,21 @@ class QuicInitialTracker:
         frames = parse_initial_frames(payload, conn.rules.google)
         if frames.stopped:
             self.counters.add(frames.stopped)
-        if conn.stream is None:
+        stream = conn.stream
+        if stream is None:
             return
+        before = stream.held()
         try:
             for offset, data in frames.crypto:
-                conn.stream.add(offset, data)
+                stream.add(offset, data)
         except DecodeError as exc:
             self._settle(conn, exc.reason)
+        self._held += stream.held() - before
+
+    def _keep_budget(self) -> None:
+        """Forget least recently used connections while their hellos hold more than the budget."""
+        while self._held > self._max_total_bytes and len(self._conns) > 1:
+            self._drop_oldest("quic.evicted-bytes")
 
     def _absorb(self, conn: _Connection, found: list[tuple[ClientHello, int]]) -> None:
         if conn.stream is None:
@@ -272,15 +297,16 @@ class QuicInitialTracker:
     def _settle(self, conn: _Connection, reason: str) -> None:
         """Stop reassembling: keep the connection only to recognise its later packets."""
         self.counters.add(reason)
+        if conn.stream is not None:
+            self._held -= conn.stream.held()
         conn.stream = None
 
     def _insert(self, conn: _Connection) -> None:
         if (conn.flow, conn.dcids[0]) in self._conns:  # replaced, not orphaned with its aliases
             self._drop((conn.flow, conn.dcids[0]))
         while len(self._conns) >= self._max_connections:
-            self._drop(next(iter(self._conns)))
-            self.counters.add("quic.evicted")
-        self._conns[(conn.flow, conn.dcids[0])] = conn
+            self._drop_oldest("quic.evicted")
+        self._conns.put((conn.flow, conn.dcids[0]), conn)
         self._alias(self._by_dcid, (conn.flow, conn.dcids[0]), conn)
         self._alias(self._by_scid, (conn.flow, conn.scid), conn)
 
@@ -293,8 +319,18 @@ class QuicInitialTracker:
         table[key] = conn
         conn.aliases.append(key)
 
+    def _drop_oldest(self, reason: str) -> None:
+        oldest = self._conns.oldest()
+        if oldest is not None:
+            self._drop(oldest[0])
+            self.counters.add(reason)
+
     def _drop(self, conn_key: tuple[FlowKey, bytes]) -> None:
         conn = self._conns.pop(conn_key)
+        if conn is None:
+            return
+        if conn.stream is not None:
+            self._held -= conn.stream.held()
         for table in (self._by_dcid, self._by_scid):
             for alias in conn.aliases:
                 if table.get(alias) is conn:

@@ -2,12 +2,12 @@
 version, header-protection removal and AEAD opening. Pure functions; failures are DecodeError.
 """
 
-import hashlib
 import hmac
 from dataclasses import dataclass
+from functools import lru_cache
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from egresswatch.errors import DecodeError
@@ -27,6 +27,7 @@ SALT_T050 = bytes.fromhex("7ff579e5acd072915580304c43a2367c60488310")
 SALT_T051 = bytes.fromhex("7a4edef4e7ccee5fa4506c19124fc8ccda6e033d")
 
 TAG_LENGTH = 16
+_SHA256_SIZE = 32
 SAMPLE_LENGTH = 16
 
 
@@ -73,7 +74,7 @@ def version_rules(version: int) -> VersionRules | None:
 
 def hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
     """HKDF-Extract with SHA-256 (RFC 5869 2.2)."""
-    return hmac.digest(salt, ikm, hashlib.sha256)
+    return hmac.digest(salt, ikm, "sha256")
 
 
 def hkdf_expand_label(secret: bytes, label: bytes, length: int) -> bytes:
@@ -81,11 +82,16 @@ def hkdf_expand_label(secret: bytes, label: bytes, length: int) -> bytes:
 
     Every QUIC Initial output is at most 32 bytes, so one HMAC block is enough.
     """
-    if length > hashlib.sha256().digest_size:
+    if length > _SHA256_SIZE:
         raise ValueError("HKDF-Expand-Label longer than one SHA-256 block")
+    return hmac.digest(secret, _expand_info(label, length), "sha256")[:length]
+
+
+@lru_cache(maxsize=64)
+def _expand_info(label: bytes, length: int) -> bytes:
+    """HkdfLabel plus HKDF-Expand's block counter: the same few labels for every connection."""
     full = b"tls13 " + label
-    info = length.to_bytes(2, "big") + bytes([len(full)]) + full + b"\x00"
-    return hmac.digest(secret, info + b"\x01", hashlib.sha256)[:length]
+    return length.to_bytes(2, "big") + bytes([len(full)]) + full + b"\x00\x01"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +102,7 @@ class InitialKeys:
     iv: bytes
     hp: bytes
     aead: AESGCM
-    hp_cipher: Cipher[modes.ECB]
+    hp_block: CipherContext  # AES-ECB: each 16-byte update is one independent block
 
 
 def initial_secret(rules: VersionRules, dcid: bytes, label: bytes = b"client in") -> bytes:
@@ -111,8 +117,8 @@ def initial_keys(rules: VersionRules, dcid: bytes, label: bytes = b"client in") 
     iv = hkdf_expand_label(secret, rules.label_prefix + b"iv", 12)
     hp = hkdf_expand_label(secret, rules.label_prefix + b"hp", 16)
     # AES-ECB on a single 16-byte block is the header-protection PRF RFC 9001 5.4.3 mandates.
-    hp_cipher = Cipher(algorithms.AES(hp), modes.ECB())  # noqa: S305
-    return InitialKeys(key, iv, hp, AESGCM(key), hp_cipher)
+    hp_block = Cipher(algorithms.AES(hp), modes.ECB()).encryptor()  # noqa: S305
+    return InitialKeys(key, iv, hp, AESGCM(key), hp_block)
 
 
 def decode_packet_number(largest: int, truncated: int, pn_len: int) -> int:
@@ -145,7 +151,7 @@ def unprotect(
     if len(packet) < pn_offset + 4 + SAMPLE_LENGTH:
         raise DecodeError("quic.truncated", f"{len(packet)}-byte packet, pn at {pn_offset}")
     sample = packet[pn_offset + 4 : pn_offset + 4 + SAMPLE_LENGTH]
-    mask = keys.hp_cipher.encryptor().update(sample)
+    mask = keys.hp_block.update(sample)
     first = packet[0] ^ (mask[0] & 0x0F)
     pn_len = (first & 0x03) + 1
     pn_mask = mask[1 : 1 + pn_len]

@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import re
 import struct
 from collections.abc import Iterable
 from decimal import Decimal
@@ -11,7 +12,8 @@ import pytest
 from scapy.utils import RawPcapNgReader, RawPcapReader
 
 from egresswatch.capture import pcapfile
-from egresswatch.capture.pcapfile import Frame, read_frames
+from egresswatch.capture.frame import Frame
+from egresswatch.capture.pcapfile import read_frames
 from egresswatch.counters import Counters
 from egresswatch.errors import CaptureError
 
@@ -229,7 +231,15 @@ def test_corrupt_gzip_raises_capture_error(tmp_path: Path) -> None:
 )
 def test_garbage_raises_capture_error(tmp_path: Path, content: bytes) -> None:
     path = write(tmp_path, "garbage.bin", content)
-    with pytest.raises(CaptureError):
+    with pytest.raises(CaptureError, match=f"^{re.escape(str(path))}: "):
+        list(read_frames(path))
+
+
+def test_corrupt_deflate_data_raises_capture_error_naming_the_file(tmp_path: Path) -> None:
+    content = bytearray(gzip.compress(pcap_bytes([(1, 0, d) for d in FRAMES * 50])))
+    content[12:20] = bytes(b ^ 0xFF for b in content[12:20])  # inside the deflate stream
+    path = write(tmp_path, "deflate.pcap.gz", bytes(content))
+    with pytest.raises(CaptureError, match=f"^{re.escape(str(path))}: corrupt gzip data: "):
         list(read_frames(path))
 
 

@@ -459,3 +459,23 @@ def test_zero_total_length_uses_the_captured_length_like_tshark() -> None:
     decoder = PacketDecoder()
     assert_dns4(decoder.decode(101, bytes(raw), 1.0))
     assert decoder.counters.snapshot() == {"ip.zero-length": 1}
+
+
+# What tshark 4.0 printed for these source addresses (ipv6.src): IPv4-mapped and -compatible
+# addresses end in dotted quads, NAT64 and others stay hexadecimal.
+TSHARK_IPV6_TEXT = {
+    "::ffff:1.2.3.4": "::ffff:1.2.3.4",
+    "::1.2.3.4": "::1.2.3.4",
+    "64:ff9b::1.2.3.4": "64:ff9b::102:304",
+    "::ffff:0:1.2.3.4": "::ffff:0:102:304",
+    "::0.0.0.1": "::1",
+    "::1:0:0:0": "::1:0:0:0",
+    "::ffff:0.0.0.0": "::ffff:0.0.0.0",
+}
+
+
+@pytest.mark.parametrize("address", sorted(TSHARK_IPV6_TEXT))
+def test_ipv6_addresses_read_like_tsharks(address: str) -> None:
+    seg = decode(101, IPv6(src=address, dst=B6) / UDP(sport=40000, dport=53) / DNS_QUERY)
+    assert seg is not None
+    assert seg.src == TSHARK_IPV6_TEXT[address]

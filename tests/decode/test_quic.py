@@ -466,3 +466,21 @@ def test_same_dcid_in_another_version_is_a_new_connection() -> None:
     assert len(tracker) == 1
     tracker.expire(100.0)
     assert not tracker._by_dcid and not tracker._by_scid
+
+
+def test_unfinished_hellos_of_all_connections_stay_within_the_byte_budget() -> None:
+    hello = aioquic_hello()
+    piece = 200
+    tracker = QuicInitialTracker(max_total_bytes=1000)
+    for n in range(30):
+        dcid, scid = n.to_bytes(8, "big"), n.to_bytes(4, "big")
+        tracker.feed(CLIENT, build_initial(dcid, crypto_frame(0, hello[:piece]), scid=scid), n)
+        assert tracker.buffered() <= 1000
+    assert tracker.buffered() == 5 * piece
+    assert tracker.counters.get("quic.evicted-bytes") == 25
+    # the newest connection completes its hello; the oldest was forgotten
+    newest = build_initial((29).to_bytes(8, "big"), crypto_frame(piece, hello[piece:]), pn=1)
+    assert len(tracker.feed(CLIENT, newest, 31.0)) == 1
+    assert tracker.buffered() == 4 * piece  # a settled hello holds nothing any more
+    oldest = build_initial((0).to_bytes(8, "big"), crypto_frame(piece, hello[piece:]), pn=1)
+    assert tracker.feed(CLIENT, oldest, 32.0) == []

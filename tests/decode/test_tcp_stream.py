@@ -1,6 +1,7 @@
 """TcpReassembler: ordering, retransmission, overlaps, sequence wrap, bounds and eviction."""
 
 import itertools
+import tracemalloc
 
 import pytest
 from hypothesis import given, settings
@@ -218,3 +219,57 @@ def test_arbitrary_segments_stay_within_bounds(ops: list[tuple[int, int, bytes]]
         assert out is None or len(out) <= 512
         assert len(reasm) <= 3
         assert reasm.buffered() <= 3 * 512
+
+
+def test_all_streams_together_stay_within_the_byte_budget() -> None:
+    """8,000 flows each holding a 15 KB unfinished hello: total bytes bounded, evictions counted."""
+    budget = 8 << 20
+    r = TcpReassembler(max_stream_bytes=65537, max_streams=8192, max_total_bytes=budget)
+    piece = bytes(range(256)) * 60  # 15,360 bytes: the start of a hello that never finishes
+    tracemalloc.start()
+    try:
+        for n in range(8000):
+            r.open(key(n), ISN, float(n))
+            r.feed(key(n), ISN + 1, piece, float(n))
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert r.buffered() <= budget
+    assert r.counters.get("tcp.evicted-bytes") == 8000 - budget // len(piece)
+    assert peak < 2 * budget  # the 178 MB this once reached, bounded
+    # the most recent flows are the ones kept
+    assert r.feed(key(7999), ISN + 1 + len(piece), b"more", 8000.0) == piece + b"more"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["open", "feed", "consume", "close", "expire"]),
+            st.integers(0, 5),
+            st.integers(0, 3000),
+            st.integers(1, 700),
+        ),
+        max_size=80,
+    )
+)
+def test_buffered_bytes_match_what_the_streams_hold(
+    ops: list[tuple[str, int, int, int]],
+) -> None:
+    r = TcpReassembler(max_stream_bytes=4096, max_streams=4, max_total_bytes=5000)
+    for ts, (op, n, offset, size) in enumerate(ops):
+        if op == "open":
+            r.open(key(n), ISN, float(ts))
+        elif op == "feed":
+            r.feed(key(n), ISN + 1 + offset, bytes([n]) * size, float(ts))
+        elif op == "consume":
+            r.consume(key(n), size)
+        elif op == "close":
+            r.close(key(n))
+        else:
+            r.expire(float(ts) + 30.0)
+        held = sum(
+            len(s.data) + sum(len(p) for _, p in s.pending)
+            for _key, s in r._streams.items()  # white box: recount what the running total claims
+        )
+        assert r.buffered() == held <= 5000 + 4096
