@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from egresswatch.alerts.policy import load_policy
 from egresswatch.capture.frame import Frame
 from egresswatch.capture.pcapfile import read_frames
-from egresswatch.alerts.policy import load_policy
 from egresswatch.classify.catalog import load_catalog
 from egresswatch.config import Settings
 from egresswatch.counters import Counters
