@@ -17,7 +17,7 @@ def destination_name(event: Event) -> str | None:
 
 def classify_event(catalog: Catalog, event: Event) -> Event:
     """The event with its destination's verdict (category, how it was decided, confidence)."""
-    return classified_event(catalog, event)
+    return classified_event(catalog, event, name=destination_name(event))
 
 
 class FanOut:

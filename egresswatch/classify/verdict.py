@@ -248,15 +248,18 @@ def _cued(
     return Verdict(host, cue.category, source, confidence, matched, purpose, "", domain)
 
 
-def classified_event(catalog: "Catalog", event: Event, cname_chain: Sequence[str] = ()) -> Event:
+def classified_event(
+    catalog: "Catalog", event: Event, cname_chain: Sequence[str] = (), name: str | None = None
+) -> Event:
     """`event` with its destination's verdict: category, catalog_entry (the evidence matched),
-    category_source and category_confidence. The tool that sent it and its address are context.
+    category_source and category_confidence. The tool that sent it and its address are context;
+    `name` stands for the event's host where the caller knows better (a lookup's question).
     """
     obs = event.observation
     # A lookup's addresses are the resolver's and the asker's: its destination is the name.
     address = None if obs.kind == "dns" else obs.flow.dst
     verdict = catalog.classify_destination(
-        event.host, tool=event.tool, cname_chain=cname_chain, address=address
+        name or event.host, tool=event.tool, cname_chain=cname_chain, address=address
     )
     return dataclasses.replace(
         event,
