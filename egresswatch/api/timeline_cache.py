@@ -2,14 +2,16 @@
 every few seconds does not count the same millions of events again.
 
 A bucket is settled when it ends SETTLE seconds before the newest stored event (events are
-stored in near time order; a late one older than that is not expected). Only whole buckets
-inside a request are cached; the partial edges and the live tail are counted every time.
-When retention removes the oldest block, everything cached is dropped.
+stored in near time order; a late one older than that is not expected). Whole settled buckets
+are cached at the request's width; the partial buckets at its edges and the live tail are
+cached per settled minute, so only partial minutes and the last few minutes are counted on
+every request. When retention removes the oldest block, everything cached is dropped.
 """
 
 import math
 import threading
 from collections import Counter
+from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
@@ -25,7 +27,30 @@ from egresswatch.store.timeline import (
 )
 
 SETTLE = 120.0
+MINUTE = 60
 MAX_SLOTS = 20_000  # cached (group, width, bucket) entries before the cache starts over
+
+
+@dataclass(frozen=True)
+class _Span:
+    """What one request's counting needs: where, which grouping, how far is settled, and the
+    bucket width of the answer."""
+
+    engine: Engine
+    oldest: int | None
+    group: Group
+    settled_end: float
+    out_width: int
+
+
+def _regroup(counts: SlotCounts, width: int, out_width: int) -> SlotCounts:
+    """Counts per `width` slot added up per `out_width` slot (width divides out_width)."""
+    if width == out_width:
+        return counts
+    out: SlotCounts = Counter()
+    for (slot, name), n in counts.items():
+        out[(slot * width // out_width, name)] += n
+    return out
 
 
 class TimelineCache:
@@ -39,15 +64,32 @@ class TimelineCache:
     ) -> Timeline:
         width = WIDTHS[bucket]
         oldest, newest = store_marks(engine)
-        settled_end = -math.inf if newest is None else newest - SETTLE
-        first = math.ceil(since / width)
-        last = min(math.floor(until / width), math.floor(settled_end / width))
+        span = _Span(engine, oldest, group, -math.inf if newest is None else newest - SETTLE, width)
+        return fold(bucket, since, until, self._count(span, since, until, width))
+
+    def _count(self, span: "_Span", a: float, b: float, width: int) -> SlotCounts:
+        """[a, b) per output bucket: whole settled `width` buckets from the cache; the partial
+        ones at minute grain (cached where settled); the rest counted now.
+        """
+        if b <= a:
+            return Counter()
+        first = math.ceil(a / width)
+        last = min(math.floor(b / width), math.floor(span.settled_end / width))
         if last <= first:
-            return fold(bucket, since, until, slot_counts(engine, since, until, width, group))
-        counts = self._settled(engine, oldest, width, group, range(first, last))
-        counts.update(slot_counts(engine, since, first * width, width, group))
-        counts.update(slot_counts(engine, last * width, until, width, group))
-        return fold(bucket, since, until, counts)
+            return self._finer(span, a, b, width)
+        counts = _regroup(
+            self._settled(span.engine, span.oldest, width, span.group, range(first, last)),
+            width,
+            span.out_width,
+        )
+        counts.update(self._finer(span, a, first * width, width))
+        counts.update(self._finer(span, last * width, b, width))
+        return counts
+
+    def _finer(self, span: "_Span", a: float, b: float, width: int) -> SlotCounts:
+        if width > MINUTE:
+            return self._count(span, a, b, MINUTE)
+        return slot_counts(span.engine, a, b, span.out_width, span.group) if b > a else Counter()
 
     def _settled(
         self, engine: Engine, oldest: int | None, width: int, group: Group, slots: range

@@ -106,3 +106,20 @@ def test_health_says_stale_when_the_agent_stopped_writing(live: tuple[Store, Web
     store.writer().call(lambda: write_status(store.engine, aged))
     with server.client() as client:
         assert client.get("/api/health").json()["status"] == "stale"
+
+
+def test_a_reconnecting_client_gets_what_it_missed(live: tuple[Store, WebServer]) -> None:
+    store, server = live
+    writer = store.writer()
+    for i in range(3):
+        assert writer.submit(tls_hello(time.time(), f"missed{i}.example.org", process()))
+    assert writer.flush(10)
+    hosts = []
+    headers = {"Last-Event-ID": "0"}
+    with httpx.stream("GET", server.url + "/api/stream", headers=headers, timeout=10) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                hosts.append(json.loads(line[6:])["host"])
+            if len(hosts) == 3:
+                break
+    assert hosts == [f"missed{i}.example.org" for i in range(3)]

@@ -37,7 +37,8 @@ def test_cached_timelines_equal_fresh_counts_as_the_store_changes(tmp_path: Path
         assert writer.submit(tls_hello(now + i, "late.example.org", tools[0]))
     assert writer.flush(10)
     check()
-    assert any(key[1] == WIDTHS["minute"] for key in cache._slots)
+    widths = {key[1] for key in cache._slots}
+    assert widths == {WIDTHS["minute"], WIDTHS["hour"]}  # whole hours, and minutes at the edges
     store.apply_retention(max_age_days=2.6 / 24)  # drops the oldest blocks
     check()
     store.close()

@@ -152,3 +152,19 @@ def test_keyboard_only_navigation(tab: Tab, server: WebServer) -> None:
     kinds = set(tab.page.locator("#events tbody tr td:nth-child(2)").all_inner_texts())
     assert kinds == {"tls"}
     tab.assert_clean()
+
+
+def test_dragging_across_the_chart_zooms_into_that_range(tab: Tab, server: WebServer) -> None:
+    tab.page.goto(server.url + "/")
+    tab.page.wait_for_selector("svg.chart rect.bar")
+    box = tab.page.locator("svg.chart").bounding_box()
+    assert box is not None
+    y = box["y"] + box["height"] / 2
+    tab.page.mouse.move(box["x"] + box["width"] * 0.5, y)
+    tab.page.mouse.down()
+    tab.page.mouse.move(box["x"] + box["width"] * 0.99, y, steps=5)
+    tab.page.mouse.up()
+    tab.page.wait_for_url("**/#/?*since=*until=*", wait_until="commit")
+    tab.page.wait_for_selector("svg.chart rect.bar")
+    assert tab.page.get_by_role("link", name="Reset zoom").is_visible()
+    tab.assert_clean()

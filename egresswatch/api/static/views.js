@@ -47,27 +47,42 @@ export async function overview(view, params) {
     section("Egress timeline", controls, chartBox),
     h("div", { class: "grid" }, section("Open alerts", alertBox), section("Sessions", sessionBox)),
     h("div", { class: "grid" }, section("Top destinations", dests), section("Latest events", latest)));
-  openAlerts(view, alertBox);
-  sessionList(sessionBox, 5);
+  // Every part loads at once; each draws when its answer arrives.
+  await Promise.all([
+    openAlerts(view, alertBox),
+    sessionList(sessionBox, 5),
+    drawTimeline(chartBox, { since, until, group }),
+    topDestinations(dests),
+    latestEvents(view, latest),
+  ]);
+}
+
+async function drawTimeline(box, { since, until, group }) {
   try {
     const line = await get("/api/timeline", { since, until, group });
-    clear(chartBox).append(stackedBars(line, (a, b) => go("", { group, since: a, until: b })));
-  } catch (err) { clear(chartBox).append(failure(err)); }
+    clear(box).append(stackedBars(line, (a, b) => go("", { group, since: a, until: b })));
+  } catch (err) { clear(box).append(failure(err)); }
+}
+
+async function topDestinations(box) {
   try {
     const top = await get("/api/destinations", { order: "count", limit: 10 });
-    clear(dests).append(table(["Destination", "Category", "Events", "Last"], top.destinations.map((d) =>
+    clear(box).append(table(["Destination", "Category", "Events", "Last"], top.destinations.map((d) =>
       h("tr", {}, h("td", {}, h("a", { href: link("destination", d.host) }, name(d.host))),
         h("td", {}, name(d.category)), h("td", { class: "num" }, d.count), h("td", {}, ago(d.last_seen)))),
       "Busiest destinations"));
-  } catch (err) { clear(dests).append(failure(err)); }
+  } catch (err) { clear(box).append(failure(err)); }
+}
+
+async function latestEvents(view, box) {
   try {
     const page = await get("/api/events", { limit: 10 });
     const body = h("tbody", {}, page.events.map(eventRow));
-    clear(latest).append(h("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": "Latest events" },
+    clear(box).append(h("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": "Latest events" },
       h("table", { id: "latest" }, h("caption", {}, "Newest first; new ones appear live"),
         h("thead", {}, h("tr", {}, EVENT_HEADERS.map((t) => h("th", { scope: "col" }, t)))), body)));
     live(view, (e) => { body.prepend(eventRow(e)); while (body.children.length > 10) body.lastChild.remove(); });
-  } catch (err) { clear(latest).append(failure(err)); }
+  } catch (err) { clear(box).append(failure(err)); }
 }
 
 function groupSelect(current, change) {
