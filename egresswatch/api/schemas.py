@@ -49,10 +49,22 @@ class EventOut(BaseModel):
     host: str | None
     name_source: str | None
     name_conflict: bool
+    name_ambiguous: bool = False
+    name_candidates: list[str] | None = Field(
+        default=None, description="every name that fits the address, when more than one does"
+    )
     category: str | None
     catalog_entry: str | None
+    category_source: str | None = Field(
+        default=None, description="how the category was decided (docs/catalog.md)"
+    )
+    category_confidence: float | None = None
     tool: str | None
+    tool_reason: str | None = Field(default=None, description="why the process is that tool")
     attribution: str
+    attribution_method: str | None = Field(
+        default=None, description="ebpf, sock-diag or recent (docs/attribution.md)"
+    )
     pid: int | None
     process: str | None
     exe: str | None
