@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from egresswatch.counters import Counters
 from egresswatch.decode.dns import dns_proto_for_ports, parse_dns, split_tcp_dns
-from egresswatch.decode.fastpath import tcp_flow_key
+from egresswatch.decode.fastpath import tcp_flow_key, udp_of_no_interest
 from egresswatch.decode.http import looks_like_http_request, request_line
 from egresswatch.decode.packet import PacketDecoder, Segment
 from egresswatch.decode.quic import QuicInitialTracker, looks_like_quic_initial
@@ -60,6 +60,7 @@ class ObservationDecoder:
         self._judged = False
         self.frames = 0
         self.bulk_skipped = 0
+        self.udp_skipped = 0
 
     def decode_frame(self, ts: float, linktype: int, data: bytes) -> list[Observation]:
         self.frames += 1
@@ -69,6 +70,9 @@ class ObservationDecoder:
                 self.bulk_skipped += 1
                 return []
             self._bulk.pop(fast[0])  # a new connection reuses the 4-tuple
+        elif fast is None and not self._emit_flows and udp_of_no_interest(linktype, data):
+            self.udp_skipped += 1  # e.g. QUIC 1-RTT: nothing to learn, no state to keep
+            return []
         seg = self.packets.decode(linktype, data, ts)
         if seg is None:
             return []
@@ -90,6 +94,7 @@ class ObservationDecoder:
         merged = Counters()
         merged.add("frames", self.frames)
         merged.add("skipped.tcp-bulk", self.bulk_skipped)
+        merged.add("skipped.udp-other", self.udp_skipped)
         for part in (
             self.counters,
             self.packets.counters,

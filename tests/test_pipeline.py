@@ -3,10 +3,16 @@
 import sys
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1Q, Ether
 
+from egresswatch.decode.dns import dns_proto_for_ports
+from egresswatch.decode.fastpath import udp_of_no_interest
+from egresswatch.decode.packet import PacketDecoder
+from egresswatch.decode.quic import looks_like_quic_initial
 from egresswatch.model import Observation
 from egresswatch.pipeline import ObservationDecoder
 
@@ -80,3 +86,51 @@ def test_flow_starts_are_emitted_once_per_connection_when_asked() -> None:
         ("dns", "udp", 5000),
         ("dns", "udp", 53),
     ]
+
+
+def _udp(ip: IP | IPv6, sport: int, dport: int, payload: bytes) -> bytes:
+    return bytes(Ether() / ip / UDP(sport=sport, dport=dport) / payload)
+
+
+def test_udp_of_no_interest_is_skipped_before_decoding() -> None:
+    v4, v6 = IP(src="10.199.0.2", dst="10.199.0.1"), IPv6(src="fd00:199::2", dst="fd00:199::1")
+    short_header = b"\x41" + bytes(1200)  # QUIC 1-RTT
+    skipped = [_udp(v4, 443, 40000, short_header), _udp(v6, 443, 40000, b""), _udp(v4, 9, 9, b"x")]
+    decoded = [
+        _udp(v4, 40000, 443, b"\xc3" + bytes(1200)),  # a long header: may be an Initial
+        _udp(v4, 443, 53, short_header),  # a DNS port
+        _udp(v6, 4789, 40000, short_header),  # a tunnel port
+        bytes(Ether() / IP(src="10.199.0.2", dst="10.199.0.1", flags="MF") / UDP() / b"\x41"),
+    ]
+    decoder = ObservationDecoder()
+    _feed(decoder, skipped + decoded)
+    counters = decoder.all_counters()
+    assert counters.get("skipped.udp-other") == len(skipped)
+    assert counters.get("frames") == len(skipped) + len(decoded)
+    flows = ObservationDecoder(emit_flows=True)  # the agent needs every flow start
+    assert len(_feed(flows, skipped)) == len(skipped)
+
+
+_SHORT_HEADER_FRAMES = [
+    _udp(IP(src="10.199.0.2", dst="10.199.0.1"), 443, 40000, b"\x41" + bytes(40)),
+    _udp(IPv6(src="fd00:199::2", dst="fd00:199::1"), 443, 40000, b"\x41" + bytes(40)),
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_only_what_the_full_decode_ignores_is_skipped(data: st.DataObject) -> None:
+    base = data.draw(st.sampled_from(_SHORT_HEADER_FRAMES))
+    frame = bytearray(base)
+    for _ in range(data.draw(st.integers(0, 3))):
+        where = data.draw(st.integers(12, len(frame) - 1))
+        frame[where] = data.draw(st.integers(0, 255))
+    frame = frame[: data.draw(st.integers(0, len(frame)))]
+    if not udp_of_no_interest(ETHERNET, bytes(frame)):
+        return
+    packets = PacketDecoder()
+    seg = packets.decode(ETHERNET, bytes(frame), 1.0)
+    assert seg is not None and seg.transport == "udp" and not seg.tunneled
+    assert packets.counters.snapshot() == {}
+    assert dns_proto_for_ports(seg.sport, seg.dport) is None
+    assert not (seg.payload and looks_like_quic_initial(seg.payload))
