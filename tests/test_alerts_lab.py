@@ -311,3 +311,21 @@ def test_untrusted_model_source_for_a_60_mb_download(net: Lab, tmp_path: Path) -
             mon.stop()
             files.terminate()
             files.communicate(timeout=10)
+
+
+def test_agent_jsonl_carries_the_category_from_the_same_classify_step(net: Lab) -> None:
+    agent = subprocess.Popen(
+        egresswatch("agent", "--jsonl"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        time.sleep(2.0)  # capture is open
+        pid = curl(net, "api.openai.com")
+        time.sleep(1.0)
+    finally:
+        agent.send_signal(signal.SIGINT)
+        out, _err = agent.communicate(timeout=30)
+    mine = [json.loads(line) for line in out.splitlines() if f'"pid":{pid},' in line]
+    hellos = [e for e in mine if e["kind"] == "tls"]
+    assert hellos and hellos[0]["category"] == "cloud-llm-api", mine
+    lookups = [e for e in mine if e["kind"] == "dns" and not e["is_response"]]
+    assert all(e["category"] == "cloud-llm-api" for e in lookups)
