@@ -75,6 +75,7 @@ case "$mode" in
     need_root
     apt_install libpcap0.8 iproute2 curl dnsutils openssl tcpdump ca-certificates
     apt_install chromium  # tests/web drive Debian's chromium with Playwright (no browser download)
+    apt_install dbus libglib2.0-bin  # the desktop alert sink's test: a real session bus, gdbus
     python_env "[test]"
     link_command
     start_postgres

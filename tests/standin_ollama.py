@@ -12,6 +12,7 @@ import json
 import socket
 import ssl
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,9 @@ def _egress(host: str, connect: str) -> None:
     ):
         tls.sendall(b"GET / HTTP/1.0\r\nHost: " + host.encode() + b"\r\n\r\n")
         tls.recv(100)
+        # Like the lab's clients (--linger): a socket that lives a few ms can close before
+        # attribution looks it up on a loaded machine, and is then honestly unattributed.
+        time.sleep(0.3)
 
 
 def _download(url: str) -> int:

@@ -18,6 +18,7 @@ from sqlalchemy import Connection
 
 from egresswatch.alerts.held import HeldFindings
 from egresswatch.alerts.listeners import ListenerScan, client_of
+from egresswatch.alerts.owners import ConnectionOwners
 from egresswatch.alerts.rules import Listener, RuleSet, exposed_api, untrusted_model_source
 from egresswatch.alerts.sinks import Delivery
 from egresswatch.bus import Bus
@@ -83,6 +84,7 @@ class AlertEngine(threading.Thread):
         self._own_pid = os.getpid()  # the monitor's own traffic (sinks) never alerts
         self._next_refresh = self._next_scan = 0.0
         self.held = HeldFindings()
+        self.owners = ConnectionOwners()
 
     def offer(self, written: Sequence[tuple[int, Event]]) -> None:
         try:
@@ -218,7 +220,8 @@ class AlertEngine(threading.Thread):
 
     def handle(self, batch: Sequence[tuple[int, Event]]) -> None:
         evidence: dict[int, list[int]] = defaultdict(list)
-        for event_id, event in batch:
+        for event_id, stored in batch:
+            event = self.owners.fill(stored)
             process = event.attribution.process
             if process is not None and process.pid == self._own_pid:
                 continue
@@ -239,7 +242,10 @@ class AlertEngine(threading.Thread):
             self.raise_all(self.held.hold(obs.flow, found, time.monotonic()))
             return
         if obs.kind == "tls":
-            self.held.named(obs.flow)
+            if found:
+                self.held.named(obs.flow)  # the hello's findings stand for the connection
+            else:
+                self.raise_all(self.held.release(obs.flow))
         self.raise_all(found)
 
     def raise_all(self, alerts: Sequence[Alert]) -> None:

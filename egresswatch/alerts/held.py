@@ -31,6 +31,11 @@ class HeldFindings:
         """The connection said its name: its own findings stand for it."""
         self._held.pop(flow, None)
 
+    def release(self, flow: FlowKey) -> list[Alert]:
+        """The connection's held findings, now (its hello found nothing of its own)."""
+        held = self._held.pop(flow, None)
+        return [] if held is None else held[1]
+
     def due(self, now: float) -> list[Alert]:
         released: list[Alert] = []
         while self._held:

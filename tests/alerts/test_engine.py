@@ -1,6 +1,7 @@
 """The alert engine on a real store: committed events -> session evidence, deduplicated alerts
 stored through the single writer, a real webhook receiver, the idle timeout of auto sessions."""
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -10,12 +11,13 @@ import pytest
 
 from egresswatch.alerts.engine import AlertEngine
 from egresswatch.alerts.held import HeldFindings
+from egresswatch.alerts.owners import ConnectionOwners
 from egresswatch.alerts.policy import load_policy
 from egresswatch.alerts.rules import Listener, RuleSet
 from egresswatch.alerts.sinks import Delivery
 from egresswatch.alerts.webhook import WebhookSink
 from egresswatch.bus import Bus
-from egresswatch.model import Alert, FlowKey, ProcessRef
+from egresswatch.model import Alert, Attribution, Event, FlowKey, Observation, ProcessRef
 from egresswatch.sessions.tracker import SessionTracker
 from egresswatch.store import Store, open_store
 from egresswatch.store.alerts import AlertFilter, list_alerts
@@ -31,6 +33,7 @@ from tests.alerts.receiver import Received, receiver
 from tests.store.factory import process, tls_hello
 
 CURL = process(900, tool=None, name="curl", exe="/usr/bin/curl")
+OLLAMA = process(812, tool="Ollama", name="ollama", exe="/usr/bin/ollama")
 EXPOSED = Listener("Ollama", 812, "ollama", "/usr/bin/ollama", "0.0.0.0", 11434)
 
 
@@ -165,3 +168,26 @@ def test_findings_of_an_unnamed_connection_wait_for_its_hello() -> None:
     assert held.due(now=2.5) == [finding]
     assert held.hold(first, [finding], 3.0) == [] and held.hold(second, [finding], 3.0) == []
     assert held.hold(third, [finding], 3.0) == [finding]  # over the bound: the oldest goes now
+
+
+def test_a_hello_whose_lookup_failed_is_charged_to_the_connections_opener() -> None:
+    owners = ConnectionOwners()
+    hello = tls_hello(2.0, "api.openai.com", None, category="cloud-llm-api")
+    flow = hello.observation.flow
+    syn = Event(Observation(1.0, "flow", flow), Attribution("exact", OLLAMA))
+    assert owners.fill(syn) is syn
+    filled = owners.fill(hello)
+    assert filled.attribution.process == OLLAMA and filled.tool == "Ollama"
+    other = dataclasses.replace(flow, sport=flow.sport + 1)
+    stranger = dataclasses.replace(
+        hello, observation=dataclasses.replace(hello.observation, flow=other)
+    )
+    assert owners.fill(stranger).attribution.process is None
+
+
+def test_held_findings_are_released_when_the_hello_finds_nothing() -> None:
+    held = HeldFindings()
+    flow = FlowKey("tcp", "10.0.0.2", 1, "192.0.2.1", 443)
+    finding = Alert("egress-during-session", "critical", 1.0, "m", host="192.0.2.1")
+    held.hold(flow, [finding], now=0.0)
+    assert held.release(flow) == [finding] and held.due(now=10.0) == []
