@@ -51,6 +51,7 @@ def run(  # noqa: PLR0917 - typer maps each option to a parameter
     from egresswatch.cli.agent_cmd import build_attributor, stop_on_signals
     from egresswatch.cli.run_status import Tally, follow_up_command
     from egresswatch.daemon import build_service
+    from egresswatch.watchdog import announce_ready
 
     stderr = Console(stderr=True)
     settings, store, catalog, policy = _prepare(db, interface, config, stderr)
@@ -74,9 +75,13 @@ def run(  # noqa: PLR0917 - typer maps each option to a parameter
         highlight=False,
     )
     web = None if no_web else _start_web(settings.store.url, web_port, stderr)
+    notifier, _watchdog = announce_ready(
+        lambda: service.agent.last_turn, stop, "capture live, store open"
+    )
     try:
         _run_with_status(service, tally, stop, stderr, verbose)
     finally:
+        notifier.stopping()
         if web is not None:
             web.stop()
 
