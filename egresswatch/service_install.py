@@ -7,11 +7,14 @@ from pathlib import Path
 from egresswatch.config import load_settings
 from egresswatch.service_layout import (
     CONFIG,
+    DROP_IN,
+    HOME_DROP_INS,
     UNITS,
     Layout,
     account_ids,
-    check_visible,
     ensure_account,
+    home_drop_in,
+    interpreter_paths,
     make_directories,
     purge_data,
     remove_account,
@@ -26,15 +29,17 @@ from egresswatch.service_systemd import NOT_RUNNING, systemctl, systemd_running
 
 def install_service(layout: Layout, *, start: bool = True) -> tuple[list[str], bool]:
     """Lay everything down; start the units if asked and possible. Returns (report, started)."""
-    executable = this_executable()
-    check_visible(executable)
     lines = [ensure_account(layout)]
     uid, gid = account_ids(layout)
     lines.append(write_config(layout, gid))
     lines += make_directories(layout, uid, gid)
     settings = load_settings(layout.at(CONFIG), environ={})
-    network = network_drop_in(settings, layout.at(Path("etc/resolv.conf")))
-    lines += write_units(layout, executable, network)
+    home = home_drop_in(interpreter_paths())
+    drop_ins = {
+        DROP_IN: network_drop_in(settings, layout.at(Path("etc/resolv.conf"))),
+        **dict.fromkeys(HOME_DROP_INS, home),
+    }
+    lines += write_units(layout, this_executable(), drop_ins)
     if not start:
         return [*lines, "units not started (--no-start)"], False
     if not (layout.real and systemd_running()):

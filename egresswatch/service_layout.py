@@ -25,6 +25,8 @@ STATE = Path("var/lib/egresswatch")
 RUNTIME = Path("run/egresswatch")
 UNIT_DIR = Path("etc/systemd/system")
 DROP_IN = Path("etc/systemd/system/egresswatch.service.d/network.conf")
+HOME_DROP_INS = tuple(UNIT_DIR / f"{unit}.d/home.conf" for unit in UNITS)
+HIDDEN_BY_PROTECT_HOME = ("/home/", "/root/", "/run/user/")
 DEFAULT_CONFIG = """\
 # egresswatch settings (docs/service.md). The service reads this file at start.
 [store]
@@ -64,14 +66,21 @@ def this_executable() -> str:
     return str(script) if script.exists() else f"{sys.executable} -m egresswatch"
 
 
-def check_visible(executable: str) -> None:
-    """ConfigError when the units' ProtectHome=yes would hide `executable` from the service."""
-    for hidden in ("/home/", "/root/", "/run/user/"):
-        if executable.startswith(hidden):
-            raise ConfigError(
-                f"{executable} is under {hidden}, which the service cannot see (ProtectHome=yes):"
-                " install egresswatch under /opt (README, 'Running it as a service')"
-            )
+def interpreter_paths() -> list[str]:
+    """The virtual environment and the interpreter it was made from, symlinks resolved."""
+    return sorted({str(Path(sys.prefix).resolve()), str(Path(sys.base_prefix).resolve())})
+
+
+def home_drop_in(paths: list[str]) -> str | None:
+    """ProtectHome=tmpfs plus BindReadOnlyPaths= for `paths` the units' ProtectHome=yes would hide
+    (an interpreter under /root, a venv under /home); None when nothing is hidden."""
+    hidden = [p for p in paths if p.startswith(HIDDEN_BY_PROTECT_HOME)]
+    if not hidden:
+        return None
+    return (
+        "# written by `egresswatch service install`: egresswatch runs from under a home directory\n"
+        f"[Service]\nProtectHome=tmpfs\nBindReadOnlyPaths={' '.join(hidden)}\n"
+    )
 
 
 def ensure_account(layout: Layout) -> str:
@@ -167,27 +176,36 @@ def make_directories(layout: Layout, uid: int, gid: int) -> list[str]:
     return done
 
 
-def write_units(layout: Layout, executable: str, network: str | None) -> list[str]:
-    """Unit files (and the network drop-in, or its removal); lists what changed."""
+def write_units(layout: Layout, executable: str, drop_ins: dict[Path, str | None]) -> list[str]:
+    """Unit files, and each drop-in written (text) or removed (None); lists what changed."""
     done = [_write_if_changed(layout.at(UNIT_DIR / n), unit_text(n, executable)) for n in UNITS]
-    drop_in = layout.at(DROP_IN)
-    if network is not None:
-        done.append(_write_if_changed(drop_in, network))
-    elif drop_in.exists():
-        drop_in.unlink()
-        done.append(f"{drop_in}: removed (no network sink configured)")
+    for relative, text in drop_ins.items():
+        path = layout.at(relative)
+        if text is not None:
+            done.append(_write_if_changed(path, text))
+        elif path.exists():
+            path.unlink()
+            done.append(f"{path}: removed (not needed)")
     return done
 
 
 def remove_units(layout: Layout) -> list[str]:
     done = []
-    for path in (*(layout.at(UNIT_DIR / n) for n in UNITS), layout.at(DROP_IN)):
+    for path in (*(layout.at(UNIT_DIR / n) for n in UNITS), *drop_in_paths(layout)):
         if path.exists():
             path.unlink()
             done.append(f"{path}: removed")
-    if layout.at(DROP_IN).parent.is_dir():
-        layout.at(DROP_IN).parent.rmdir()
+        if (
+            path.parent.name.endswith(".d")
+            and path.parent.is_dir()
+            and not any(path.parent.iterdir())
+        ):
+            path.parent.rmdir()
     return done
+
+
+def drop_in_paths(layout: Layout) -> list[Path]:
+    return [layout.at(p) for p in (DROP_IN, *HOME_DROP_INS)]
 
 
 def purge_data(layout: Layout) -> list[str]:

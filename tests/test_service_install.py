@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from egresswatch.service_layout import interpreter_paths
+
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("useradd") is None, reason="needs root and useradd"
 )
@@ -56,7 +58,12 @@ def test_install_lays_everything_down(root: Path) -> None:
     assert f"ExecStart={Path(sys.executable).parent / 'egresswatch'} run --no-web" in unit
     web = (root / "etc/systemd/system/egresswatch-web.service").read_text()
     assert "web --require-unprivileged" in web
-    assert not (root / "etc/systemd/system/egresswatch.service.d").exists()
+    assert not (root / "etc/systemd/system/egresswatch.service.d/network.conf").exists()
+    home = root / "etc/systemd/system/egresswatch-web.service.d/home.conf"
+    under_home = any(p.startswith(("/root/", "/home/")) for p in interpreter_paths())
+    assert home.exists() == under_home
+    if under_home:
+        assert f"BindReadOnlyPaths={Path(sys.base_prefix).resolve()}" in home.read_text()
 
 
 def test_install_is_idempotent_and_keeps_an_edited_config(root: Path) -> None:
