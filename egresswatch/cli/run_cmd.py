@@ -51,9 +51,11 @@ def run(  # noqa: PLR0917 - typer maps each option to a parameter
     from egresswatch.cli.agent_cmd import build_attributor, stop_on_signals
     from egresswatch.cli.run_status import Tally, follow_up_command
     from egresswatch.daemon import build_service
+    from egresswatch.journal_logging import configure_logging
     from egresswatch.watchdog import announce_ready
 
     stderr = Console(stderr=True)
+    configure_logging()  # structured journal entries under systemd
     settings, store, catalog, policy = _prepare(db, interface, config, stderr)
     stop = threading.Event()
     service = build_service(
