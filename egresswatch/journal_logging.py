@@ -21,7 +21,7 @@ def record_fields(record: logging.LogRecord) -> dict[str, str]:
         "CODE_FILE": str(record.pathname or ""),
         "CODE_LINE": str(record.lineno or ""),
         "CODE_FUNC": str(record.funcName or ""),
-        "EGRESSWATCH_LOGGER": record.name,
+        "EGRESSWATCH_LOGGER": str(record.name or ""),
         "EGRESSWATCH_THREAD": record.threadName or "",
     }
 
