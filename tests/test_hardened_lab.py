@@ -88,10 +88,13 @@ def _capabilities_of(pid: int) -> dict[str, str]:
     return dict(line.split(":\t", 1) for line in status if line.startswith(("Cap", "Uid")))
 
 
-def _request_and_read(net: Lab, proc: "subprocess.Popen[str]", state: Path) -> dict[str, Any]:
+def _request_and_read(
+    net: Lab, proc: "subprocess.Popen[str]", state: Path, in_container: bool = False
+) -> dict[str, Any]:
+    argv = [str(net.tool_script("ollama")), "https", "registry.ollama.ai", "--connect",
+            net.server_ip, "--linger", "0.3"]  # fmt: skip
     client = subprocess.run(
-        [str(net.tool_script("ollama")), "https", "registry.ollama.ai", "--connect",
-         net.server_ip, "--linger", "0.3"],
+        net.in_client_ns(argv) if in_container else argv,
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert client.returncode == 0, client.stderr
@@ -110,9 +113,7 @@ def _request_and_read(net: Lab, proc: "subprocess.Popen[str]", state: Path) -> d
     return hello
 
 
-@pytest.mark.parametrize(
-    ("drop", "method"), [((), "ebpf"), (("bpf", "perfmon", "sys_admin"), "sock-diag")]
-)
+@pytest.mark.parametrize(("drop", "method"), [((), "ebpf"), (("bpf", "perfmon"), "sock-diag")])
 def test_agent_with_the_unit_privileges_attributes_exactly(
     net: Lab, state: Path, drop: tuple[str, ...], method: str
 ) -> None:
@@ -129,6 +130,16 @@ def test_agent_with_the_unit_privileges_attributes_exactly(
     assert hello["attribution"] == "exact" and hello["process"] == "ollama", hello
     assert hello["attribution_method"] == method
     assert hello["category"] == "model-registry"
+
+
+def test_container_sockets_named_without_cap_sys_admin(net: Lab, state: Path) -> None:
+    """The unit has no CAP_SYS_ADMIN (no setns): the eBPF hooks name other namespaces' sockets."""
+    assert "sys_admin" not in unit_capabilities()
+    proc = _agent(state, unit_capabilities())
+    hello = _request_and_read(net, proc, state, in_container=True)
+    assert hello["attribution"] == "exact" and hello["attribution_method"] == "ebpf", hello
+    assert hello["process"] == "ollama"
+    assert hello["netns"] != os.stat("/proc/self/ns/net").st_ino
 
 
 def test_web_as_its_unit_starts_it_has_no_capabilities(state: Path) -> None:
