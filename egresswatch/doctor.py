@@ -56,7 +56,7 @@ def check_capabilities() -> list[Check]:
         "CAP_DAC_READ_SEARCH": ("/proc of other users' processes", False),
         "CAP_BPF": ("in-kernel attribution (eBPF cgroup hooks)", False),
         "CAP_PERFMON": ("process names in the eBPF hooks", False),
-        "CAP_SYS_ADMIN": ("setns into containers' network namespaces", False),
+        "CAP_SYS_ADMIN": ("setns for the sock_diag fallback in containers", False),
         "CAP_SYS_NICE": ("the decode thread's raised priority", False),
     }
     return [
