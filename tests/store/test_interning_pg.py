@@ -82,7 +82,8 @@ DUPLICATES = {
 
 
 def test_concurrent_writers_intern_each_row_once(own_database: str) -> None:
-    start, errors = threading.Barrier(WRITERS), []
+    start = threading.Barrier(WRITERS)
+    errors: list[BaseException] = []
     threads = [
         threading.Thread(target=_writer, args=(own_database, n, start, errors))
         for n in range(WRITERS)
