@@ -96,7 +96,7 @@ def _prepare(
     from egresswatch.alerts.policy import load_policy
     from egresswatch.classify.catalog import load_catalog
     from egresswatch.config import load_settings
-    from egresswatch.store.database import open_store
+    from egresswatch.store.shared import open_agent_store
 
     try:
         settings = load_settings(config)
@@ -111,7 +111,7 @@ def _prepare(
     except ConfigError as err:
         _fail(stderr, str(err))
     try:
-        store = open_store(settings.store.url)
+        store = open_agent_store(settings.store.url)  # a shared store is never migrated here
     except StoreError as err:
         _fail(stderr, store_advice(str(err)))
     return settings, store, catalog, policy
