@@ -85,6 +85,12 @@ def test_agent_role_never_migrates_and_names_what_is_missing(shared: Shared) -> 
     done = subprocess.run(upgrade, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     refusal = _refusal(shared.agent_url)
+    run = [sys.executable, "-m", "egresswatch", "run", "--no-web", "-i", "lo"]
+    started = subprocess.run(
+        [*run, "--db", shared.agent_url], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert started.returncode == 2 and "Traceback" not in started.stderr
+    assert "lacks SELECT on alembic_version" in " ".join(started.stderr.split())
     assert f"the role {shared.database}_agent" in refusal
     assert "lacks SELECT on alembic_version" in refusal and "docs/fleet.md" in refusal
     _superuser(
