@@ -98,6 +98,7 @@ class Agent:
         self._last_expire = 0.0
         self._recent = _RecentFrames(DUPLICATE_WINDOW)
         self._ifindex: dict[str, int] = {}
+        self.last_turn = time.monotonic()  # the service watchdog's proof of progress
 
     def run(self, stop: threading.Event) -> None:
         """Drains the source until `stop` is set (with a short GIL switch interval meanwhile)."""
@@ -115,6 +116,7 @@ class Agent:
         while not stop.is_set():
             frame = self.source.get(timeout=0.05 if len(self.pending) else 0.2)
             now = time.time()
+            self.last_turn = time.monotonic()
             if frame is not None:
                 self.handle(frame)
             self._emit(self.pending.due(now))

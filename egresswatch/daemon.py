@@ -31,6 +31,7 @@ from egresswatch.model import Event, Severity
 from egresswatch.pipeline import ObservationDecoder
 from egresswatch.sessions.tracker import SessionTracker
 from egresswatch.store.database import Store
+from egresswatch.store.engine import is_sqlite
 from egresswatch.store.writer import EventWriter
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,10 @@ class RetentionTimer(threading.Thread):
         self.counters = Counters()
 
     def run(self) -> None:
+        if not is_sqlite(self.store.engine):  # a shared store is trimmed by its owner
+            log.info("retention skipped: on a shared store it is the owner's job (docs/fleet.md)")
+            self.counters.add("retention.skipped_shared")
+            return
         while not self.stop.wait(self.interval):
             self.trim_once()
 

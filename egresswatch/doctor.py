@@ -20,6 +20,8 @@ CAPABILITIES = {
     "CAP_NET_ADMIN": 12,
     "CAP_NET_RAW": 13,
     "CAP_SYS_PTRACE": 19,
+    "CAP_SYS_ADMIN": 21,
+    "CAP_SYS_NICE": 23,
     "CAP_PERFMON": 38,
     "CAP_BPF": 39,
 }
@@ -54,6 +56,8 @@ def check_capabilities() -> list[Check]:
         "CAP_DAC_READ_SEARCH": ("/proc of other users' processes", False),
         "CAP_BPF": ("in-kernel attribution (eBPF cgroup hooks)", False),
         "CAP_PERFMON": ("process names in the eBPF hooks", False),
+        "CAP_SYS_ADMIN": ("setns for the sock_diag fallback in containers", False),
+        "CAP_SYS_NICE": ("the decode thread's raised priority", False),
     }
     return [
         Check(
@@ -159,23 +163,6 @@ def _readable_fds(proc: Path) -> int:
     return 1
 
 
-def check_sock_diag() -> Check:
-    try:
-        from pyroute2 import DiagSocket  # noqa: PLC0415  (pyroute2 is slow to import)
-
-        with DiagSocket() as diag:
-            diag.bind()
-            count = len(diag.get_sock_stats(family=socket.AF_INET))
-    except Exception as err:  # any failure means the same: fall back to /proc
-        return Check("netlink sock_diag", False, str(err), "slower /proc/net lookups")
-    return Check(
-        "netlink sock_diag",
-        True,
-        f"{count} IPv4 TCP sockets listed",
-        "socket lookups at packet time",
-    )
-
-
 def check_netns() -> Check:
     own = _netns(Path("/proc/self"))
     others = readable = 0
@@ -209,7 +196,6 @@ CHECKS: tuple[Callable[[], Check], ...] = (
     check_capture,
     check_interfaces,
     check_proc,
-    check_sock_diag,
     check_netns,
 )
 

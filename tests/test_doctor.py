@@ -69,7 +69,7 @@ def test_doctor_fails_clearly_without_cap_net_raw() -> None:
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "FAIL" in done.stdout
-    assert "CAP_NET_RAW" in done.stdout and "setcap" in done.stdout
+    assert "CAP_NET_RAW" in done.stdout and "service install" in done.stdout
 
 
 def test_doctor_says_why_the_kernel_hooks_cannot_run_without_cap_bpf() -> None:

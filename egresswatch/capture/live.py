@@ -42,9 +42,9 @@ ALL_INTERFACES = "any"
 
 PERMISSION_HINT = (
     "live capture needs CAP_NET_RAW (and CAP_NET_ADMIN to watch other network namespaces): "
-    "run it with sudo, or grant the interpreter `sudo setcap cap_net_raw,cap_net_admin+eip "
-    "$(readlink -f $(which python3))`, or under systemd set "
-    "`AmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN`"
+    "run it with sudo, or install the service (`sudo egresswatch service install`: it runs as "
+    "the egresswatch user with only the capabilities it needs); never setcap the system "
+    "python3, which would give every Python program raw sockets (docs/service.md)"
 )
 
 COUNTER_NAMES = (

@@ -124,7 +124,9 @@ def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per check.")] = False,
 ) -> None:
     """Check what live capture and attribution can do on this machine; exit 1 if capture cannot."""
-    results = run_checks()
+    from egresswatch.doctor_service import service_checks
+
+    results = [*run_checks(), *service_checks()]
     if as_json:
         for r in results:
             typer.echo(to_json_line(dataclasses.asdict(r)))

@@ -22,6 +22,7 @@ from egresswatch.cli import (
     replay_cmd,
     report_cmd,
     run_cmd,
+    service_cmd,
     session_cmd,
     store_cmd,
     tools_cmd,
@@ -68,6 +69,7 @@ def _root(
 for _module in (
     run_cmd, agent_cmd, replay_cmd, classify_cmd, events_cmd, store_cmd, demo_cmd,
     session_cmd, alerts_cmd, report_cmd, tools_cmd, web_cmd,
+    service_cmd,
 ):  # fmt: skip
     _module.register(app)
 

@@ -51,8 +51,11 @@ def run(  # noqa: PLR0917 - typer maps each option to a parameter
     from egresswatch.cli.agent_cmd import build_attributor, stop_on_signals
     from egresswatch.cli.run_status import Tally, follow_up_command
     from egresswatch.daemon import build_service
+    from egresswatch.journal_logging import configure_logging
+    from egresswatch.watchdog import announce_ready
 
     stderr = Console(stderr=True)
+    configure_logging()  # structured journal entries under systemd
     settings, store, catalog, policy = _prepare(db, interface, config, stderr)
     stop = threading.Event()
     service = build_service(
@@ -74,9 +77,13 @@ def run(  # noqa: PLR0917 - typer maps each option to a parameter
         highlight=False,
     )
     web = None if no_web else _start_web(settings.store.url, web_port, stderr)
+    notifier, _watchdog = announce_ready(
+        lambda: service.agent.last_turn, stop, "capture live, store open"
+    )
     try:
         _run_with_status(service, tally, stop, stderr, verbose)
     finally:
+        notifier.stopping()
         if web is not None:
             web.stop()
 
@@ -89,7 +96,7 @@ def _prepare(
     from egresswatch.alerts.policy import load_policy
     from egresswatch.classify.catalog import load_catalog
     from egresswatch.config import load_settings
-    from egresswatch.store.database import open_store
+    from egresswatch.store.shared import open_agent_store
 
     try:
         settings = load_settings(config)
@@ -104,7 +111,7 @@ def _prepare(
     except ConfigError as err:
         _fail(stderr, str(err))
     try:
-        store = open_store(settings.store.url)
+        store = open_agent_store(settings.store.url)  # a shared store is never migrated here
     except StoreError as err:
         _fail(stderr, store_advice(str(err)))
     return settings, store, catalog, policy

@@ -13,6 +13,7 @@ from egresswatch.errors import StoreError
 from egresswatch.store import export as export_mod
 from egresswatch.store import migrate
 from egresswatch.store.engine import make_engine, make_reader_engine, resolve_url
+from egresswatch.store.layout import check_layout
 from egresswatch.store.queries import (
     EventFilter,
     StoredEvent,
@@ -100,7 +101,16 @@ def open_store(url: str | None = None, *, upgrade: bool = True) -> Store:
             raise StoreError(
                 f"cannot open the event store {where}: {reason}{_hint(engine)}"
             ) from exc
+        _check_layout(engine)
     return Store(engine)
+
+
+def _check_layout(engine: Engine) -> None:
+    try:
+        check_layout(engine, migrate.current_revision(engine))
+    except BaseException:
+        engine.dispose()
+        raise
 
 
 def open_reader(url: str | None = None) -> Store:
@@ -128,6 +138,7 @@ def check_at_head(engine: Engine) -> None:
         raise StoreError(f"cannot read the event store {where}: {reason}") from exc
     head = migrate.head_revision(engine)
     if current == head:
+        check_layout(engine, current)
         return
     if current is None:
         raise StoreError(

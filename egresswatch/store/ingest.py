@@ -9,9 +9,10 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Column, Connection, insert, select
+from sqlalchemy import Column, Connection, insert
 
 from egresswatch.model import Event, Observation, ProcessInfo
+from egresswatch.store.interning import insert_missing, intern_row
 from egresswatch.store.schema import (
     ATTRIBUTION_METHOD_CODES,
     DNS_PROTO_CODES,
@@ -48,7 +49,6 @@ from egresswatch.store.statements import (
     T_NAME,
     T_PROC,
     insert_events,
-    select_or_insert,
 )
 
 CACHE_LIMIT = 100_000
@@ -137,11 +137,7 @@ class Ingest:
         key = (col.key, value)  # the column names differ, so they keep the tables apart
         hit = self.ids.get(key)
         if hit is None:
-            found = conn.execute(select(col.table.c.id).where(col == value)).scalar()
-            if found is None:
-                ins = insert(col.table).values({col.key: value}).returning(col.table.c.id)
-                found = conn.execute(ins).scalar_one()
-            hit = self.ids[key] = int(found)
+            hit = self.ids[key] = intern_row(conn, col.table, {col.key: value})
         return hit
 
     def label(self, conn: Connection, text: str) -> int:
@@ -160,7 +156,7 @@ class Ingest:
         hit = self.ids.get(key)
         if hit is None:
             values = {"path": opt(path), "sha256": _sha_bytes(sha)}
-            hit = select_or_insert(conn, T_EXE, values)
+            hit = intern_row(conn, T_EXE, values)
             self.ids[key] = hit
         return hit
 
@@ -169,7 +165,7 @@ class Ingest:
         hit = self.ids.get(key)
         if hit is None:
             values = _process_values(proc, self._executable(conn, proc.exe, proc.exe_sha256))
-            hit = select_or_insert(conn, T_PROC, values, {"first_seen": ts})
+            hit = intern_row(conn, T_PROC, values, {"first_seen": ts})
             self.ids[key] = hit
         return hit
 
@@ -182,7 +178,7 @@ class Ingest:
         if dest is None:
             values = {"hostname_id": host_id}
             extra = {"first_seen": ts, "last_seen": ts, "count": 0}
-            dest = select_or_insert(conn, T_DEST, values, extra)
+            dest = intern_row(conn, T_DEST, values, extra)
             self.ids[key] = dest
         self._dest.setdefault(dest, _Seen(ts, ts)).add(ts)
         if ev.category is not None:
@@ -199,9 +195,7 @@ class Ingest:
         if key not in self.ids:
             values = {"destination_id": dest, "tool": tool}
             extra = {"first_seen": ts, "last_seen": ts, "count": 0}
-            found = conn.execute(select(T_DTOOL.c.count).filter_by(**values)).first()
-            if found is None:
-                conn.execute(insert(T_DTOOL).values(**values, **extra))
+            insert_missing(conn, T_DTOOL, values, extra)
             self.ids[key] = 1
         self._dtool.setdefault((dest, tool), _Seen(ts, ts)).add(ts)
 
@@ -220,7 +214,7 @@ class Ingest:
         if ids_key not in self.ids:
             values = {"address_id": addr_id, "hostname_id": host_id, "source": key[2]}
             extra = {"first_seen": ts, "last_seen": ts, "expires": expires}
-            self.ids[ids_key] = select_or_insert(conn, T_NAME, values, extra)
+            self.ids[ids_key] = intern_row(conn, T_NAME, values, extra)
         self._names.setdefault(key, _Seen(ts, ts)).add(ts, expires)
 
     # -- rows ------------------------------------------------------------------------------
@@ -298,22 +292,25 @@ class Ingest:
     # -- aggregates ------------------------------------------------------------------------
 
     def _flush_aggregates(self, conn: Connection) -> None:
-        # One executemany per table: the statements are built once (module level).
+        # One executemany per table: the statements are built once (module level). Rows go in
+        # id order, so agents sharing a PostgreSQL database lock them in one order (no deadlock).
         if self._dest:
-            conn.execute(DEST_SEEN, [_seen_params(d, s) for d, s in self._dest.items()])
+            conn.execute(DEST_SEEN, [_seen_params(d, s) for d, s in sorted(self._dest.items())])
         if self._dest_class:
             classes = [
                 {"b_id": d, "b_cat": c, "b_entry": e, "b_src": s, "b_conf": f}
-                for d, (c, e, s, f) in self._dest_class.items()
+                for d, (c, e, s, f) in sorted(self._dest_class.items())
             ]
             conn.execute(DEST_CLASS, classes)
         if self._dtool:
-            tools = [_seen_params(d, s) | {"b_tool": t} for (d, t), s in self._dtool.items()]
+            tools = [
+                _seen_params(d, s) | {"b_tool": t} for (d, t), s in sorted(self._dtool.items())
+            ]
             conn.execute(DTOOL_SEEN, tools)
         if self._names:
             names = [
                 {"b_id": self.ids[("names", key)], "b_last": s.last, "b_exp": s.extra}
-                for key, s in self._names.items()
+                for key, s in sorted(self._names.items())
             ]
             conn.execute(NAME_SEEN, names)
         self._dest.clear()

@@ -140,7 +140,7 @@ def record_blocks(conn: Connection, stamps: list[tuple[int, float]]) -> None:
         spans[block] = (min(lo, ts), max(hi, ts))
     if not spans:
         return
-    params = [{"block": b, "first_ts": lo, "last_ts": hi} for b, (lo, hi) in spans.items()]
+    params = [{"block": b, "first_ts": lo, "last_ts": hi} for b, (lo, hi) in sorted(spans.items())]
     conn.execute(_upsert_block(conn.dialect.name), params)
 
 
@@ -148,7 +148,7 @@ def record_destinations(conn: Connection, refs: list[tuple[int, int | None]]) ->
     """Note the (destination, block) pairs of the new events (existing pairs stay)."""
     pairs = {(dest, row_id >> BLOCK_BITS) for row_id, dest in refs if dest is not None}
     if pairs:
-        params = [{"destination_id": d, "block": b} for d, b in pairs]
+        params = [{"destination_id": d, "block": b} for d, b in sorted(pairs)]
         conn.execute(_insert_pair(conn.dialect.name), params)
 
 

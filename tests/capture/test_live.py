@@ -252,7 +252,7 @@ def test_missing_cap_net_raw_is_one_clear_line() -> None:
         cwd=os.getcwd(),
     )
     assert done.stdout.strip() == PERMISSION_HINT
-    assert "CAP_NET_RAW" in PERMISSION_HINT and "setcap" in PERMISSION_HINT
+    assert "CAP_NET_RAW" in PERMISSION_HINT and "egresswatch service install" in PERMISSION_HINT
 
 
 def test_stop_is_prompt_with_no_traffic() -> None:
