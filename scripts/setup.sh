@@ -7,7 +7,7 @@
 set -euo pipefail
 mode=${1:-}; shift || true
 root=$(cd "$(dirname "$0")/.." && pwd)
-venv=${EGRESSWATCH_VENV:-$root/.venv}
+venv=${EGRESSWATCH_VENV:-$root/.venv}  # `run` installs a copy in /opt/egresswatch/venv instead
 export DEBIAN_FRONTEND=noninteractive
 
 need_root() {
@@ -34,14 +34,29 @@ apt_install() {
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-python_env() {
-  local py; py=$(command -v python3)
-  "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "setup.sh: Python >= 3.11 needed" >&2; exit 2; }
+pick_python() {  # Debian's own python3 first: every user can run it (a pyenv one under /root is not)
+  local py
+  for py in /usr/bin/python3 "$(command -v python3)"; do
+    if [ -x "$py" ] && "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      echo "$py"; return 0
+    fi
+  done
+  echo "setup.sh: Python >= 3.11 needed" >&2; exit 2
+}
+
+python_env() {  # $1: extras ("" or "[test]"); $2: "editable" (a development tree) or "copy"
+  local py; py=$(pick_python)
   if [ ! -x "$venv/bin/python" ]; then
+    mkdir -p "$(dirname "$venv")"
     "$py" -m venv "$venv" 2>/dev/null || { apt_install python3-venv; "$py" -m venv "$venv"; }
   fi
   quietly "$venv/bin/python" -m pip install -q --upgrade pip
-  quietly "$venv/bin/python" -m pip install -q -e "$root$1"
+  if [ "$2" = editable ]; then
+    quietly "$venv/bin/python" -m pip install -q -e "$root$1"
+  else  # a copy in the venv: the unprivileged dashboard process can read it wherever the tree is
+    quietly "$venv/bin/python" -m pip install -q --force-reinstall --no-deps "$root"
+    quietly "$venv/bin/python" -m pip install -q "$root$1"
+  fi
 }
 
 link_command() {  # so `egresswatch ...` works as printed, from any directory
@@ -66,8 +81,9 @@ start_postgres() {
 case "$mode" in
   run)
     need_root
+    venv=${EGRESSWATCH_VENV:-/opt/egresswatch/venv}
     apt_install libpcap0.8 iproute2
-    python_env ""
+    python_env "" copy
     link_command
     exec "$venv/bin/egresswatch" run "$@"
     ;;
@@ -76,7 +92,7 @@ case "$mode" in
     apt_install libpcap0.8 iproute2 curl dnsutils openssl tcpdump ca-certificates
     apt_install chromium  # tests/web drive Debian's chromium with Playwright (no browser download)
     apt_install dbus libglib2.0-bin  # the desktop alert sink's test: a real session bus, gdbus
-    python_env "[test]"
+    python_env "[test]" editable
     link_command
     start_postgres
     cd "$root"
