@@ -19,7 +19,7 @@ from egresswatch.errors import ConfigError
 
 SERVICE_USER = "egresswatch"
 UNITS = ("egresswatch.service", "egresswatch-web.service")
-TEMPLATE_EXEC = "/opt/egresswatch/.venv/bin/egresswatch"
+TEMPLATE_EXEC = "/opt/egresswatch/venv/bin/egresswatch"
 CONFIG = Path("etc/egresswatch/config.toml")
 STATE = Path("var/lib/egresswatch")
 RUNTIME = Path("run/egresswatch")

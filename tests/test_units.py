@@ -71,5 +71,5 @@ def test_web_unit_has_no_capabilities() -> None:
 def test_top_level_units_are_the_packaged_ones() -> None:
     for name in ("egresswatch.service", "egresswatch-web.service"):
         assert (UNITS / name).read_text() == unit_text(
-            name, "/opt/egresswatch/.venv/bin/egresswatch"
+            name, "/opt/egresswatch/venv/bin/egresswatch"
         )

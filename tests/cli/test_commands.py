@@ -163,7 +163,7 @@ def test_every_command_is_in_the_readme() -> None:
         "Exit codes",
         "--install-completion",
         "/var/lib/egresswatch/events.db",
-        "/opt/egresswatch/.venv",
+        "/opt/egresswatch/venv",
         "egresswatch_test",
         "rm /usr/local/bin/egresswatch",
     ):
