@@ -25,11 +25,12 @@ def default_path() -> Path:
 
 
 def _writable_dir(path: Path) -> bool:
-    try:
-        path.mkdir(mode=0o750, parents=True, exist_ok=True)
-    except OSError:
-        return False
-    return os.access(path, os.W_OK)
+    """Whether a writer could use `path`; never creates it (reading commands must not)."""
+    while not path.exists():
+        if path.parent == path:
+            return False
+        path = path.parent
+    return path.is_dir() and os.access(path, os.W_OK)
 
 
 def resolve_url(url: str | None) -> str:
