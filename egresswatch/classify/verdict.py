@@ -26,7 +26,7 @@ SOURCES = ("address", "catalog", "cname", "vendor", "list", "heuristic", "behavi
 # What an AI vendor's unlisted host can be guessed as (never its registry).
 AI_PARTS = frozenset({"cloud-llm-api", "model-cdn"})
 # Lists naming a vendor rather than a function: the host's own words may say more.
-MIXED_LISTS = frozenset({AI_SERVICE, "package-registry", "docs-web", "mesh-vpn"})
+MIXED_LISTS = frozenset({AI_SERVICE, "package-registry", "docs-web", "mesh-vpn", "other"})
 # How much each kind of evidence is trusted (figures measured in bench/classify.py).
 CONFIDENCE = {
     "address": 1.0,
