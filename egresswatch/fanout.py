@@ -7,6 +7,7 @@ from egresswatch.classify.catalog import Catalog
 from egresswatch.classify.verdict import classified_event
 from egresswatch.counters import Counters
 from egresswatch.model import Event
+from egresswatch.naming import cname_chain
 
 
 def destination_name(event: Event) -> str | None:
@@ -17,7 +18,9 @@ def destination_name(event: Event) -> str | None:
 
 def classify_event(catalog: Catalog, event: Event) -> Event:
     """The event with its destination's verdict (category, how it was decided, confidence)."""
-    return classified_event(catalog, event, name=destination_name(event))
+    dns = event.observation.dns
+    chain = cname_chain(dns) if dns is not None and dns.is_response else ()
+    return classified_event(catalog, event, cname_chain=chain, name=destination_name(event))
 
 
 class FanOut:

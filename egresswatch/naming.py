@@ -72,6 +72,19 @@ def answers_by_address(msg: DnsMessage, ts: float) -> dict[str, _Answer]:
     return out
 
 
+def cname_chain(msg: DnsMessage) -> tuple[str, ...]:
+    """The question and each CNAME target after it, in order (bounded; a loop stops it)."""
+    if not msg.qname:
+        return ()
+    cnames = {
+        normalise(a.name): normalise(a.data) for a in msg.answers if a.type == "CNAME" and a.data
+    }
+    chain = [normalise(msg.qname)]
+    while chain[-1] in cnames and cnames[chain[-1]] not in chain and len(chain) < _MAX_CHAIN:
+        chain.append(cnames[chain[-1]])
+    return tuple(chain)
+
+
 def _chain_head(
     qname: str | None, owner: str, cnames: dict[str, str]
 ) -> tuple[str, frozenset[str]]:

@@ -16,7 +16,7 @@ HEADER = ("kind", "domain", "list", "category")
 AI_SERVICE = "ai-service"
 LIST_CATEGORIES = frozenset(
     {"crash-report", "doh-dot", "mesh-vpn", "package-registry", "telemetry", "other", "docs-web",
-     AI_SERVICE}
+     "web-search", AI_SERVICE}
 )  # fmt: skip
 MAX_DEPTH = 127  # labels in a DNS name; bounds the walk on hostile input
 

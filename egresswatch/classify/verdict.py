@@ -26,7 +26,7 @@ SOURCES = ("address", "catalog", "cname", "vendor", "list", "heuristic", "behavi
 # What an AI vendor's unlisted host can be guessed as (never its registry).
 AI_PARTS = frozenset({"cloud-llm-api", "model-cdn"})
 # Lists naming a vendor rather than a function: the host's own words may say more.
-MIXED_LISTS = frozenset({AI_SERVICE, "package-registry", "docs-web", "mesh-vpn"})
+MIXED_LISTS = frozenset({AI_SERVICE, "package-registry", "docs-web", "mesh-vpn", "other"})
 # How much each kind of evidence is trusted (figures measured in bench/classify.py).
 CONFIDENCE = {
     "address": 1.0,
@@ -160,9 +160,9 @@ class DestinationClassifier:
         cues_on = "cues" in self._on
         sub = _subdomain_words(host, domain) if cues_on else ()
         profile = self.profile(domain)
-        if profile is not None:
-            return _from_profile(host, profile, sub)
         listed = self._lists.lookup(host) if self._lists is not None else None
+        if profile is not None and not _narrower_than_vendor(listed, domain):
+            return _from_profile(host, profile, sub)
         if listed is not None:
             return _from_list(host, domain, listed, sub)
         cue = label_cue(host_words(host)) if cues_on else None
@@ -175,6 +175,12 @@ class DestinationClassifier:
             api = Cue("cloud-llm-api", "api")
             return _cued(host, domain, api, "heuristic", confidence=0.3, matched="api")
         return Verdict(host, "unknown", "none", 0.0, registrable_domain=domain)
+
+
+def _narrower_than_vendor(listed: ListMatch | None, domain: str | None) -> bool:
+    """A list row for this host or a subtree below its vendor's domain outweighs the vendor's
+    profile (which only says what the vendor's other hosts mostly are)."""
+    return listed is not None and listed.domain != domain
 
 
 def _subdomain_words(host: str, domain: str | None) -> tuple[str, ...]:

@@ -117,6 +117,15 @@ def test_a_cname_chain_of_unknown_or_hostile_names_gives_no_cname_answer() -> No
         ("dns.adguard.com", "doh-dot", "list"),
         ("o42.ingest.sentry.io", "crash-report", "catalog"),
         ("nothing-to-see.example.org", "unknown", "none"),
+        ("ddg.gg", "web-search", "list"),
+        ("fast.com", "other", "list"),
+        ("zhipuai.cn", "cloud-llm-api", "list"),
+        # a list row for this very host outweighs the profile of its catalogued vendor
+        ("network-test.debian.org", "other", "list"),
+        ("security.debian.org", "package-registry", "vendor"),
+        # known destinations of no egresswatch category are `other`; their words still decide
+        ("www.netflix.com", "other", "list"),
+        ("telemetry.netflix.com", "telemetry", "list"),
     ],
 )
 def test_beyond_the_catalog(host: str, category: str, source: str) -> None:
