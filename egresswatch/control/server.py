@@ -23,9 +23,11 @@ from egresswatch.control.protocol import (
     encode,
     error,
     parse_request,
+    socket_path,
 )
 from egresswatch.counters import Counters
 from egresswatch.store.writer import EventWriter
+from egresswatch.webproc import web_user
 
 log = logging.getLogger(__name__)
 MAX_CLIENTS = 8
@@ -168,3 +170,16 @@ class ControlServer(threading.Thread):
             self.join(1.0)
         with contextlib.suppress(OSError):
             self.path.unlink()
+
+
+def for_agent(db_url: str, writer: EventWriter) -> ControlServer:
+    """The control server of an agent writing the store at `db_url`: its own uid and root may
+    ask, and as root also the dashboard's user (webproc), whose group owns the socket.
+    """
+    uids, group = {0, os.geteuid()}, None
+    if os.geteuid() == 0:
+        with contextlib.suppress(LookupError):
+            user = web_user()
+            uids.add(user.pw_uid)
+            group = user.pw_gid
+    return ControlServer(socket_path(db_url), writer, uids, group)
