@@ -62,6 +62,7 @@ class ControlServer(threading.Thread):
         self.path, self.writer = path, writer
         self.allowed_uids = frozenset(allowed_uids)
         self.group = group
+        self.timeout = TIMEOUT  # for reading a request and for the writer to take it
         self.counters = Counters()
         self._slots = threading.BoundedSemaphore(MAX_CLIENTS)
         self._closing = threading.Event()
@@ -127,7 +128,7 @@ class ControlServer(threading.Thread):
     def _client(self, conn: socket.socket) -> None:
         try:
             with conn:
-                conn.settimeout(TIMEOUT)
+                conn.settimeout(self.timeout)
                 self._answer(conn, self.handle(conn))
         finally:
             self._slots.release()
@@ -142,7 +143,7 @@ class ControlServer(threading.Thread):
             request = parse_request(read_line(conn))
             job = WriterJob(answer_of(request))
             job.post(self.writer)
-            answer = job.wait(TIMEOUT)
+            answer = job.wait(self.timeout)
         except BadRequest as exc:
             self.counters.add(f"control.refused.{exc.code}")
             return error(exc.code, str(exc))
@@ -151,7 +152,7 @@ class ControlServer(threading.Thread):
             return error(exc.code, str(exc))
         except TimeoutError:
             self.counters.add("control.refused.timeout")
-            return error("timeout", f"no complete request line within {TIMEOUT:g} s")
+            return error("timeout", f"no complete request line within {self.timeout:g} s")
         self.counters.add("control.done")
         return answer
 
