@@ -160,6 +160,8 @@ def udp_packet(src: str, dst: str, sport: int, dport: int, payload: bytes) -> by
     return _ipv4(src, dst, 17, struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload)
 
 
-def _tcp(src: tuple[str, int], dst: tuple[str, int], seq: int, flags: int, payload: bytes) -> bytes:
+def _tcp(
+    src: tuple[str, int], dst: tuple[str, int], seq: int, flags: int, payload: bytes
+) -> bytes:
     segment = struct.pack("!HHIIBBHHH", src[1], dst[1], seq, 1, 5 << 4, flags, 65535, 0, 0)
     return _ipv4(src[0], dst[0], 6, segment + payload)

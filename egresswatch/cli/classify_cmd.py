@@ -122,6 +122,7 @@ def classify_command(
         render(COLUMNS, [_cells(r, v) for r, v in results], Console(highlight=False))
 
 
+
 def register(app: typer.Typer) -> None:
     """Add the `classify` command to the egresswatch CLI."""
     app.command("classify")(classify_command)

@@ -55,7 +55,9 @@ def run(  # noqa: PLR0917 - typer maps each option to a parameter
     stderr = Console(stderr=True)
     settings, store, catalog, policy = _prepare(db, interface, config, stderr)
     stop = threading.Event()
-    service = build_service(settings, store, catalog, build_attributor(stderr), stop, policy=policy)
+    service = build_service(
+        settings, store, catalog, build_attributor(stderr), stop, policy=policy
+    )
     tally = Tally(service.agent.sink)
     service.agent.sink = tally
     try:

@@ -50,7 +50,9 @@ def render(
 ) -> None:
     """Print `rows` under `columns`, fitted to the console's width."""
     texts = [[cell(value) for value in row] for row in rows]
-    every = [max([len(c.title)] + [r[i].cell_len for r in texts]) for i, c in enumerate(columns)]
+    every = [
+        max([len(c.title)] + [r[i].cell_len for r in texts]) for i, c in enumerate(columns)
+    ]
     kept = fitting(columns, console.width, every)
     widths = widths_within(
         [columns[i] for i in kept], [every[i] for i in kept], console.width - GAP * (len(kept) - 1)

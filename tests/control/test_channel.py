@@ -36,10 +36,12 @@ def test_socket_is_group_only_beside_the_store(agent: Agent) -> None:
 
 def test_acknowledge_goes_through_the_single_writer(agent: Agent) -> None:
     open_alerts = list_alerts(agent.store.engine, AlertFilter(only_open=True))
+    first = open_alerts[0].id
+    assert first is not None
     before = agent.jobs_done()
-    done = client(agent).acknowledge([open_alerts[0].id, 987654])
+    done = client(agent).acknowledge([first, 987654])
     still_open = list_alerts(agent.store.engine, AlertFilter(only_open=True))
-    assert done == [open_alerts[0].id]
+    assert done == [first]
     assert [a.id for a in still_open] == [a.id for a in open_alerts[1:]]
     assert agent.jobs_done() == before + 1
 
