@@ -4,6 +4,7 @@ alerts, its single writer, and the control server `egresswatch run` builds (`for
 
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -11,10 +12,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+import pytest
+
 from egresswatch.control.server import ControlServer, for_agent
 from egresswatch.store import open_store
 from egresswatch.store.database import Store
-from tests.api.server import sample_events, write_events, write_sessions_and_alerts
+from egresswatch.webproc import WebProcess, start_web
+from tests.api.server import (
+    START_TIMEOUT,
+    free_port,
+    sample_events,
+    write_events,
+    write_sessions_and_alerts,
+)
 
 
 @dataclass
@@ -64,3 +75,30 @@ def running_agent(directory: Path) -> Iterator[Agent]:
     finally:
         control.close()
         store.close()
+
+
+@contextmanager
+def dashboard_of(agent: Agent, python: str) -> Iterator[WebProcess]:
+    """The dashboard as `egresswatch run` starts it (webproc: as nobody, store read-only),
+    run by `python` (one the unprivileged user can execute); ready when its health answers.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "executable", python)  # what webproc starts
+        web = start_web(agent.store.url, "127.0.0.1", free_port())
+    try:
+        _wait_ready(web)
+        yield web
+    finally:
+        web.stop()
+
+
+def _wait_ready(web: WebProcess) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        assert web.process.poll() is None, "the web process exited"
+        try:
+            httpx.get(web.url + "api/health", timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError("the web process did not start")
