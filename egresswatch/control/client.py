@@ -2,6 +2,7 @@
 read one answer line; ControlUnavailable when no agent listens, ControlError for its refusals.
 """
 
+import contextlib
 import json
 import socket
 from pathlib import Path
@@ -42,7 +43,7 @@ class ControlClient:
             except OSError as exc:
                 raise ControlUnavailable("unavailable", f"no agent on {self.path}: {exc}") from exc
             try:
-                sock.sendall(encode(request_message(request)))
+                _send(sock, encode(request_message(request)))
                 answer = _answer(sock)
             except TimeoutError:
                 raise ControlError(
@@ -52,6 +53,8 @@ class ControlClient:
                 raise ControlError(
                     "unavailable", f"the agent's control socket failed: {exc}"
                 ) from exc
+        if answer.get("error") == "forbidden":  # like a socket we may not open
+            raise ControlUnavailable("forbidden", f"the agent refused: {answer.get('detail')}")
         if answer.get("ok") is not True:
             raise ControlError(
                 str(answer.get("error")), f"the agent refused: {answer.get('detail')}"
@@ -68,6 +71,12 @@ class ControlClient:
         """(session id, verdict); verdict None when it is not open, id None when none is."""
         answer = self.ask(StopSession(session_id))
         return answer["session"], answer["verdict"]
+
+
+def _send(sock: socket.socket, line: bytes) -> None:
+    # The agent may answer before reading (e.g. `forbidden`) and close: read that answer then.
+    with contextlib.suppress(BrokenPipeError):
+        sock.sendall(line)
 
 
 def _answer(sock: socket.socket) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 alerts, its single writer, and the control server `egresswatch run` builds (`for_agent`).
 """
 
+import contextlib
 import shutil
 import socket
 import sys
@@ -42,7 +43,8 @@ class Agent:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(10)
             sock.connect(str(self.control.path))
-            sock.sendall(data)
+            with contextlib.suppress(BrokenPipeError):  # the agent may answer and close early
+                sock.sendall(data)
             if shut:
                 sock.shutdown(socket.SHUT_WR)
             return sock.makefile("rb").readline()
