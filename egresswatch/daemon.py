@@ -152,7 +152,7 @@ class Service:
             self.alerts.tracker.counters,
             self.delivery.counters,
             self.feed.counters,
-            Counters() if self.control is None else self.control.counters,
+            Counters() if self.control is None else self.control.counters(),
         ):
             merged.merge(part)
         for name, value in self.recorder.writer.counters().items():

@@ -63,7 +63,8 @@ class ControlServer(threading.Thread):
         self.allowed_uids = frozenset(allowed_uids)
         self.group = group
         self.timeout = TIMEOUT  # for reading a request and for the writer to take it
-        self.counters = Counters()
+        self._counters = Counters()
+        self._counted = threading.Lock()  # client threads count; the heartbeat reads
         self._slots = threading.BoundedSemaphore(MAX_CLIENTS)
         self._closing = threading.Event()
         self._sock: socket.socket | None = None
@@ -118,7 +119,7 @@ class ControlServer(threading.Thread):
 
     def _start_client(self, conn: socket.socket) -> None:
         if not self._slots.acquire(blocking=False):
-            self.counters.add("control.busy")
+            self._count("control.busy")
             self._answer(conn, error("busy", "too many control connections; try again"))
             conn.close()
             return
@@ -137,7 +138,7 @@ class ControlServer(threading.Thread):
         """The answer for the one request on `conn` (every failure is an answer)."""
         uid = peer_uid(conn)
         if uid not in self.allowed_uids:
-            self.counters.add("control.refused.peer")
+            self._count("control.refused.peer")
             return error("forbidden", f"uid {uid} may not control this agent")
         try:
             request = parse_request(read_line(conn))
@@ -145,22 +146,33 @@ class ControlServer(threading.Thread):
             job.post(self.writer)
             answer = job.wait(self.timeout)
         except BadRequest as exc:
-            self.counters.add(f"control.refused.{exc.code}")
+            self._count(f"control.refused.{exc.code}")
             return error(exc.code, str(exc))
         except ControlError as exc:
-            self.counters.add(f"control.failed.{exc.code}")
+            self._count(f"control.failed.{exc.code}")
             return error(exc.code, str(exc))
         except TimeoutError:
-            self.counters.add("control.refused.timeout")
+            self._count("control.refused.timeout")
             return error("timeout", f"no complete request line within {self.timeout:g} s")
-        self.counters.add("control.done")
+        self._count("control.done")
         return answer
+
+    def _count(self, name: str) -> None:
+        with self._counted:
+            self._counters.add(name)
+
+    def counters(self) -> Counters:
+        """A copy of this server's counters (`control.*`)."""
+        copy = Counters()
+        with self._counted:
+            copy.merge(self._counters)
+        return copy
 
     def _answer(self, conn: socket.socket, answer: dict[str, Any]) -> None:
         try:
             conn.sendall(encode(answer))
         except OSError as exc:  # the peer left; nothing else to tell it
-            self.counters.add("control.send_failed")
+            self._count("control.send_failed")
             log.debug("control answer not sent: %s", exc)
 
     def close(self) -> None:

@@ -125,7 +125,7 @@ def test_a_peer_with_another_uid_is_refused(agent: Agent) -> None:
     assert done.returncode == 0, done.stderr
     got = answer(done.stdout.encode())
     assert got["error"] == "forbidden" and "65000" in str(got["detail"])
-    assert agent.control.counters.snapshot()["control.refused.peer"] == 1
+    assert agent.control.counters().snapshot()["control.refused.peer"] == 1
 
 
 def test_others_cannot_even_connect(agent: Agent) -> None:
