@@ -23,6 +23,7 @@ from egresswatch.bus import Bus
 from egresswatch.capture.live import LiveCapture
 from egresswatch.classify.catalog import Catalog
 from egresswatch.config import Settings, SinkSettings
+from egresswatch.control.server import ControlServer, for_agent
 from egresswatch.counters import Counters
 from egresswatch.errors import StoreError
 from egresswatch.fanout import FanOut, classify_event
@@ -100,9 +101,11 @@ class Service:
     feed: Bus[object]
     transfers: TcpCloseWatch
     heartbeat: Heartbeat | None = None
+    control: ControlServer | None = None
 
     def run(self, stop: threading.Event) -> None:
         self.retention.start()
+        self._start_control()
         if self.heartbeat is not None:
             self.heartbeat.start()
         self.delivery.start()
@@ -116,9 +119,25 @@ class Service:
         finally:
             stop.set()
             self.capture.stop()
+            if self.control is not None:
+                self.control.close()
             self._drain()
             self.store.close()  # flushes the writer's buffer (events, sessions, alerts) first
             self.delivery.close()
+
+    def _start_control(self) -> None:
+        """The control socket for the dashboard and the CLI; without it they write directly."""
+        if self.control is None:
+            return
+        try:
+            self.control.open()
+        except (OSError, ValueError) as err:
+            log.warning(
+                "control socket not opened (the dashboard cannot change the store): %s", err
+            )
+            self.control = None
+            return
+        self.control.start()
 
     def _drain(self) -> None:
         """Committed events reach the alert engine, and its alerts the writer, before closing."""
@@ -138,6 +157,7 @@ class Service:
             self.alerts.tracker.counters,
             self.delivery.counters,
             self.feed.counters,
+            Counters() if self.control is None else self.control.counters(),
         ):
             merged.merge(part)
         for name, value in self.recorder.writer.counters().items():
@@ -198,5 +218,6 @@ def build_service(
     service = Service(
         capture, agent, recorder, retention, store, fanout, alerts, delivery, feed, transfers
     )
+    service.control = for_agent(store.url, writer)
     service.heartbeat = Heartbeat(store, service.counters, capture.queue.qsize, stop)
     return service

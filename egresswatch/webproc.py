@@ -14,6 +14,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from egresswatch.control.protocol import ENV_PATH, socket_path
+
 WEB_USERS = ("egresswatch-web", "egresswatch", "nobody")
 STOP_TIMEOUT = 5.0
 
@@ -51,6 +53,7 @@ def start_web(db_url: str, host: str, port: int) -> WebProcess:
                "--require-unprivileged"]  # fmt: skip
     # The URL goes in the environment, not argv, where ps(1) would show a password.
     env = {"PATH": "/usr/bin:/bin", "EGRESSWATCH_DB": db_url, "LANG": "C.UTF-8"}
+    env[ENV_PATH] = str(socket_path(db_url))  # the agent's control socket (egresswatch.control)
     user = None
     if os.geteuid() == 0:
         user = web_user()

@@ -17,6 +17,8 @@ from egresswatch.api.components import WebComponents
 from egresswatch.api.feed import LiveFeed
 from egresswatch.api.guard import GuardPolicy
 from egresswatch.classify.catalog import load_catalog
+from egresswatch.control.client import ControlClient
+from egresswatch.control.protocol import socket_path
 from egresswatch.store.database import open_reader
 from egresswatch.store.engine import make_engine, resolve_url
 
@@ -86,13 +88,15 @@ def build_components(options: WebOptions) -> WebComponents:
 
 def commands_for(url: str) -> Commands:
     """A writable engine for the few state changes, when this process may write the store."""
+    control = ControlClient(socket_path(url))  # the running agent's, when it listens
     parsed = make_url(url)
     database = parsed.database or ""
     if parsed.get_backend_name() == "sqlite" and database and not database.startswith("file:"):
         path = Path(database)
         if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
-            return Commands(None, f"{path} is read-only for this user")
-    return Commands(make_engine(url))
+            why = f"{path} is read-only for this user and no agent answers on {control.path}"
+            return Commands(None, why, control)
+    return Commands(make_engine(url), control=control)
 
 
 def serve(components: WebComponents, options: WebOptions) -> None:

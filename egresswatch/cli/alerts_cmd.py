@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from egresswatch.cli.filters import parse_when
-from egresswatch.cli.session_cmd import JsonOption, SinceOption, fail, opened_store
+from egresswatch.cli.session_cmd import JsonOption, SinceOption, by_agent, fail, opened_store
 from egresswatch.cli.store_cmd import DbOption
 from egresswatch.model import SEVERITIES
 from egresswatch.output import printable, to_json_line
@@ -65,8 +65,10 @@ def ack(
     """Acknowledge alerts: they leave `alerts --open`."""
     from egresswatch.store.alerts import acknowledge
 
-    with opened_store(db) as store:
-        done = acknowledge(store.engine, ids)
+    done = by_agent(db, lambda agent: agent.acknowledge(ids))
+    if done is None:
+        with opened_store(db) as store:
+            done = acknowledge(store.engine, ids)
     for alert_id in done:
         typer.echo(f"acknowledged {alert_id}")
     missing = sorted(set(ids) - set(done))

@@ -1,10 +1,10 @@
 """`egresswatch session start|stop` (manual inference sessions) and `egresswatch sessions`."""
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
@@ -14,9 +14,11 @@ from egresswatch.errors import StoreError
 from egresswatch.output import printable, to_json_line
 
 if TYPE_CHECKING:
+    from egresswatch.control.client import ControlClient
     from egresswatch.model import InferenceSession
     from egresswatch.store import Store
 
+T = TypeVar("T")
 SinceOption = Annotated[
     str | None, typer.Option(help="Only since: 10m, 2h, 1d, epoch seconds or ISO time.")
 ]
@@ -53,6 +55,31 @@ def opened_store(url: str | None) -> Iterator["Store"]:
         store.close()
 
 
+def agent_channel(url: str | None) -> "ControlClient | None":
+    """The running agent's control channel for the store at `url`, when it listens."""
+    from egresswatch.control.client import ControlClient
+    from egresswatch.control.protocol import socket_path
+    from egresswatch.store.engine import resolve_url
+
+    client = ControlClient(socket_path(resolve_url(url)))
+    return client if client.available() else None
+
+
+def by_agent(url: str | None, ask: "Callable[[ControlClient], T]") -> "T | None":
+    """`ask` the running agent; None when none listens (the caller then writes directly)."""
+    from egresswatch.control.client import ControlUnavailable
+
+    client = agent_channel(url)
+    if client is None:
+        return None
+    try:
+        return ask(client)
+    except ControlUnavailable:
+        return None
+    except StoreError as exc:
+        fail(str(exc))
+
+
 def session_start(
     label: Annotated[str | None, typer.Option(help="A note kept with the session.")] = None,
     strict: Annotated[
@@ -67,6 +94,10 @@ def session_start(
     """Open a manual session now and print its id; `egresswatch run` picks it up within 1 s."""
     from egresswatch.store.sessions import NewSession, open_session, writing
 
+    sid = by_agent(db, lambda agent: agent.start_session(label, strict, tuple(tool or ())))
+    if sid is not None:
+        typer.echo(str(sid))
+        return
     new = NewSession(time.time(), "manual", label=label, strict=strict, tools=tuple(tool or ()))
     with opened_store(db) as store:
         sid = writing(store.engine, lambda conn: open_session(conn, new))
@@ -82,6 +113,10 @@ def session_stop(
     """End a session and print its verdict (clean or egress)."""
     from egresswatch.store.sessions import close_session, latest_open, writing
 
+    stopped = by_agent(db, lambda agent: agent.stop_session(session_id))
+    if stopped is not None:
+        _stopped(*stopped, session_id)
+        return
     with opened_store(db) as store:
         sid = session_id
         if sid is None:
@@ -91,6 +126,14 @@ def session_stop(
         verdict = writing(store.engine, lambda conn: close_session(conn, sid, time.time()))
     if verdict is None:
         fail(f"session {sid} is not open")
+    typer.echo(f"session {sid}: {verdict}")
+
+
+def _stopped(sid: int | None, verdict: str | None, asked: int | None) -> None:
+    if sid is None:
+        fail("no open manual session")
+    if verdict is None:
+        fail(f"session {sid if asked is None else asked} is not open")
     typer.echo(f"session {sid}: {verdict}")
 
 

@@ -94,16 +94,16 @@ def list_alerts(engine: Engine, flt: AlertFilter, limit: int = 1000) -> list[Ale
 
 def acknowledge(engine: Engine, ids: Sequence[int]) -> list[int]:
     """Mark alerts acknowledged; returns the ids that exist (the others are unknown)."""
+    return writing(engine, lambda conn: acknowledge_in(conn, ids))
 
-    def ack(conn: Connection) -> list[int]:
-        found = [
-            int(i) for i in conn.execute(select(AlertRow.id).where(AlertRow.id.in_(ids))).scalars()
-        ]
-        if found:
-            conn.execute(update(AlertRow).where(AlertRow.id.in_(found)).values(acknowledged=True))
-        return found
 
-    return writing(engine, ack)
+def acknowledge_in(conn: Connection, ids: Sequence[int]) -> list[int]:
+    """`acknowledge` inside a transaction (e.g. a writer job); returns the ids that exist."""
+    rows = conn.execute(select(AlertRow.id).where(AlertRow.id.in_(ids)))
+    found = [int(i) for i in rows.scalars()]
+    if found:
+        conn.execute(update(AlertRow).where(AlertRow.id.in_(found)).values(acknowledged=True))
+    return found
 
 
 def _alert(row: Any) -> Alert:

@@ -1,0 +1,198 @@
+"""The agent's end of the control channel: a listening AF_UNIX socket (mode 0660), peers
+checked with SO_PEERCRED, one request line and one answer line per connection, each request
+run through the store's single writer.
+"""
+
+import contextlib
+import logging
+import os
+import socket
+import struct
+import threading
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+from egresswatch.control.jobs import WriterJob, answer_of
+from egresswatch.control.protocol import (
+    MAX_LINE,
+    SUN_PATH_MAX,
+    TIMEOUT,
+    BadRequest,
+    ControlError,
+    encode,
+    error,
+    parse_request,
+    socket_path,
+)
+from egresswatch.counters import Counters
+from egresswatch.store.writer import EventWriter
+from egresswatch.webproc import web_user
+
+log = logging.getLogger(__name__)
+MAX_CLIENTS = 8
+_UCRED = struct.Struct("3i")  # pid, uid, gid
+
+
+def peer_uid(conn: socket.socket) -> int:
+    raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    return int(_UCRED.unpack(raw)[1])
+
+
+def read_line(conn: socket.socket, limit: int = MAX_LINE) -> bytes:
+    """One newline-terminated line of at most `limit` bytes; BadRequest otherwise."""
+    data = bytearray()
+    while b"\n" not in data:
+        chunk = conn.recv(limit + 1 - len(data))
+        if not chunk:
+            raise BadRequest("bad_request", "the request ended without a newline")
+        data += chunk
+        if len(data) > limit and b"\n" not in data[:limit]:
+            raise BadRequest("too_large", f"a request line is at most {limit} bytes")
+    return bytes(data[: data.index(b"\n")])
+
+
+class ControlServer(threading.Thread):
+    """Serves the control socket at `path` until `close`; only `allowed_uids` may talk to it."""
+
+    def __init__(
+        self, path: Path, writer: EventWriter, allowed_uids: Collection[int], group: int | None
+    ) -> None:
+        super().__init__(name="egresswatch-control", daemon=True)
+        self.path, self.writer = path, writer
+        self.allowed_uids = frozenset(allowed_uids)
+        self.group = group
+        self.timeout = TIMEOUT  # for reading a request and for the writer to take it
+        self._counters = Counters()
+        self._counted = threading.Lock()  # client threads count; the heartbeat reads
+        self._slots = threading.BoundedSemaphore(MAX_CLIENTS)
+        self._closing = threading.Event()
+        self._sock: socket.socket | None = None
+
+    def open(self) -> None:
+        """Bind and listen; OSError (or ValueError for a too long path) when it cannot."""
+        if len(os.fsencode(self.path)) > SUN_PATH_MAX:
+            raise ValueError(f"control socket path too long for AF_UNIX: {self.path}")
+        self.path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        self._remove_stale()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)  # never reachable by others, even for a moment
+        try:
+            sock.bind(str(self.path))
+        finally:
+            os.umask(old)
+        if self.group is not None:
+            os.chown(self.path, -1, self.group)
+        os.chmod(self.path, 0o660)
+        sock.listen(MAX_CLIENTS)
+        sock.settimeout(0.2)
+        self._sock = sock
+
+    def _remove_stale(self) -> None:
+        """A socket file left by an agent that is gone; a live one is an error."""
+        if not self.path.exists() and not self.path.is_symlink():
+            return
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(self.path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            self.path.unlink(missing_ok=True)
+            return
+        except OSError as exc:
+            raise OSError(f"{self.path} exists and is not a stale control socket: {exc}") from exc
+        finally:
+            probe.close()
+        raise OSError(f"another agent already listens on {self.path}")
+
+    def run(self) -> None:
+        assert self._sock is not None, "open() first"
+        while not self._closing.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._closing.is_set():
+                    return
+                raise
+            self._start_client(conn)
+
+    def _start_client(self, conn: socket.socket) -> None:
+        if not self._slots.acquire(blocking=False):
+            self._count("control.busy")
+            self._answer(conn, error("busy", "too many control connections; try again"))
+            conn.close()
+            return
+        threading.Thread(target=self._client, args=(conn,), daemon=True,
+                         name="egresswatch-control-client").start()  # fmt: skip
+
+    def _client(self, conn: socket.socket) -> None:
+        try:
+            with conn:
+                conn.settimeout(self.timeout)
+                self._answer(conn, self.handle(conn))
+        finally:
+            self._slots.release()
+
+    def handle(self, conn: socket.socket) -> dict[str, Any]:
+        """The answer for the one request on `conn` (every failure is an answer)."""
+        uid = peer_uid(conn)
+        if uid not in self.allowed_uids:
+            self._count("control.refused.peer")
+            return error("forbidden", f"uid {uid} may not control this agent")
+        try:
+            request = parse_request(read_line(conn))
+            job = WriterJob(answer_of(request))
+            job.post(self.writer)
+            answer = job.wait(self.timeout)
+        except BadRequest as exc:
+            self._count(f"control.refused.{exc.code}")
+            return error(exc.code, str(exc))
+        except ControlError as exc:
+            self._count(f"control.failed.{exc.code}")
+            return error(exc.code, str(exc))
+        except TimeoutError:
+            self._count("control.refused.timeout")
+            return error("timeout", f"no complete request line within {self.timeout:g} s")
+        self._count("control.done")
+        return answer
+
+    def _count(self, name: str) -> None:
+        with self._counted:
+            self._counters.add(name)
+
+    def counters(self) -> Counters:
+        """A copy of this server's counters (`control.*`)."""
+        copy = Counters()
+        with self._counted:
+            copy.merge(self._counters)
+        return copy
+
+    def _answer(self, conn: socket.socket, answer: dict[str, Any]) -> None:
+        try:
+            conn.sendall(encode(answer))
+        except OSError as exc:  # the peer left; nothing else to tell it
+            self._count("control.send_failed")
+            log.debug("control answer not sent: %s", exc)
+
+    def close(self) -> None:
+        self._closing.set()
+        if self._sock is not None:
+            self._sock.close()
+        if self.is_alive():
+            self.join(1.0)
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+def for_agent(db_url: str, writer: EventWriter) -> ControlServer:
+    """The control server of an agent writing the store at `db_url`: its own uid and root may
+    ask, and as root also the dashboard's user (webproc), whose group owns the socket.
+    """
+    uids, group = {0, os.geteuid()}, None
+    if os.geteuid() == 0:
+        with contextlib.suppress(LookupError):
+            user = web_user()
+            uids.add(user.pw_uid)
+            group = user.pw_gid
+    return ControlServer(socket_path(db_url), writer, uids, group)
