@@ -59,6 +59,17 @@ python_env() {  # $1: extras ("" or "[test]"); $2: "editable" (a development tre
   fi
 }
 
+shared_test_python() {  # a copy in a venv `nobody` can run: the unprivileged dashboard's tests
+  local shared=/opt/egresswatch-test/venv py; py=$(pick_python)
+  if [ ! -x "$shared/bin/python" ]; then
+    mkdir -p "$(dirname "$shared")"
+    "$py" -m venv "$shared" 2>/dev/null || { apt_install python3-venv; "$py" -m venv "$shared"; }
+  fi
+  quietly "$shared/bin/python" -m pip install -q --force-reinstall --no-deps "$root"
+  quietly "$shared/bin/python" -m pip install -q "$root"
+  export EGRESSWATCH_TEST_SHARED_PYTHON=${EGRESSWATCH_TEST_SHARED_PYTHON:-$shared/bin/python}
+}
+
 link_command() {  # so `egresswatch ...` works as printed, from any directory
   local link=${EGRESSWATCH_BIN_DIR:-/usr/local/bin}/egresswatch
   if [ -L "$link" ] || [ ! -e "$link" ]; then ln -sfn "$venv/bin/egresswatch" "$link"; fi
@@ -93,6 +104,7 @@ case "$mode" in
     apt_install chromium  # tests/web drive Debian's chromium with Playwright (no browser download)
     apt_install dbus libglib2.0-bin  # the desktop alert sink's test: a real session bus, gdbus
     python_env "[test]" editable
+    shared_test_python
     link_command
     start_postgres
     cd "$root"

@@ -93,9 +93,9 @@ def test_run_serves_the_dashboard_unprivileged(net: Lab, store_dir: Path, python
     )  # fmt: skip
     assert proc.stderr is not None
     try:
-        assert "recording to" in proc.stderr.readline()
-        line = proc.stderr.readline()
-        assert f"dashboard at http://127.0.0.1:{port}/" in line, line
+        lines = [proc.stderr.readline() for _ in range(4)]  # "recording to", its follow-up, URL
+        assert any("recording to" in line for line in lines), lines
+        assert any(f"dashboard at http://127.0.0.1:{port}/" in line for line in lines), lines
         url = f"http://127.0.0.1:{port}/"
         health = _wait_health(url, time.monotonic() + 30)
         web = [
