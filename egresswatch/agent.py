@@ -9,12 +9,13 @@ import socket
 import sys
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from typing import Literal, Protocol
 
 from egresswatch.capture.frame import Frame
 from egresswatch.counters import Counters
+from egresswatch.lru import Lru
 from egresswatch.model import Attribution, Event, FlowKey, Observation
 from egresswatch.naming import Namer, PendingFlows
 from egresswatch.pipeline import ObservationDecoder
@@ -214,17 +215,14 @@ class _RecentFrames:
 
     def __init__(self, window: float, limit: int = 4096) -> None:
         self._window = window
-        self._limit = limit
-        self._seen: OrderedDict[int, float] = OrderedDict()
+        self._seen: Lru[int, float] = Lru(limit)
 
     def seen(self, data: bytes, ts: float) -> bool:
         key = hash(data)
-        last = self._seen.pop(key, None)
-        self._seen[key] = ts
-        while self._seen and (
-            len(self._seen) > self._limit or next(iter(self._seen.values())) < ts - self._window
-        ):
-            self._seen.popitem(last=False)
+        last = self._seen.peek(key)
+        self._seen.put(key, ts)
+        while (oldest := self._seen.oldest()) is not None and oldest[1] < ts - self._window:
+            self._seen.pop(oldest[0])
         return last is not None and ts - last <= self._window
 
 

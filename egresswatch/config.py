@@ -7,14 +7,13 @@ falls back silently to defaults when the configuration is corrupt.
 """
 
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from egresswatch.errors import ConfigError
+from egresswatch.tomlfile import invalid_value, read_toml
 
 DEFAULT_CONFIG_PATH = Path("/etc/egresswatch/config.toml")
 
@@ -84,25 +83,11 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     env = os.environ if environ is None else environ
     explicit = path or (Path(env["EGRESSWATCH_CONFIG"]) if "EGRESSWATCH_CONFIG" in env else None)
     source = explicit or DEFAULT_CONFIG_PATH
-    raw = _read_toml(source) if explicit or source.exists() else {}
+    raw = read_toml(source) if explicit or source.exists() else {}
     for var, (section, key) in _ENVIRONMENT.items():
         if env.get(var):
             raw.setdefault(section, {})[key] = env[var]
     try:
         return Settings.model_validate(raw)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(f"{source}: {where}: {first['msg']}") from err
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read: {err.strerror}") from err
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text (bad byte at offset {err.start})") from err
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML: {err}") from err
+        raise invalid_value(str(source), err) from err

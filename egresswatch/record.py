@@ -4,7 +4,7 @@ import json
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from egresswatch.model import ClientHello, DnsMessage, Event, Observation
+from egresswatch.model import ClientHello, DnsMessage, Event, Observation, ProcessInfo
 
 
 def observation_to_dict(obs: Observation) -> dict[str, Any]:
@@ -64,19 +64,33 @@ def event_to_dict(event: Event) -> dict[str, Any]:
         container=None,
     )
     if process is not None:
-        record.update(
-            pid=process.pid,
-            process=process.name,
-            exe=process.exe,
-            exe_sha256=process.exe_sha256,
-            cmdline=list(process.cmdline),
-            user=process.user,
-            ppid=process.ppid,
-            ancestry=[{"pid": a.pid, "name": a.name, "exe": a.exe} for a in process.ancestry],
-            netns=process.netns,
-            container=process.container,
-        )
+        fields = process_to_dict(process)
+        record.update({key: fields[key] for key in _EVENT_PROCESS_KEYS}, process=process.name)
     return record
+
+
+# The process keys an event record carries (its name as "process"; start_time and tool elsewhere).
+_EVENT_PROCESS_KEYS = (
+    "pid", "exe", "exe_sha256", "cmdline", "user", "ppid", "ancestry", "netns", "container",
+)  # fmt: skip
+
+
+def process_to_dict(process: ProcessInfo) -> dict[str, Any]:
+    """A process as JSON values: its fields (not tool_reason), ancestry as [{pid, name, exe}]."""
+    return {
+        "pid": process.pid,
+        "name": process.name,
+        "exe": process.exe,
+        "exe_sha256": process.exe_sha256,
+        "cmdline": list(process.cmdline),
+        "user": process.user,
+        "ppid": process.ppid,
+        "start_time": process.start_time,
+        "ancestry": [{"pid": a.pid, "name": a.name, "exe": a.exe} for a in process.ancestry],
+        "netns": process.netns,
+        "container": process.container,
+        "tool": process.tool,
+    }
 
 
 def _dns_fields(msg: DnsMessage) -> dict[str, Any]:

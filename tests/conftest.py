@@ -1,10 +1,14 @@
-"""Shared fixtures: where the shared corpus lives, and the expected records tshark made for it."""
+"""Shared fixtures: where the shared corpus lives, the expected records tshark made for it, and
+the lab (`net`) for the end-to-end tests."""
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.lab import Lab, lab, require_lab
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CORPUS_DIR = REPO_ROOT.parent / "shared" / "corpus"
@@ -35,3 +39,11 @@ def corpus_dir() -> Path:
     if not (CORPUS_DIR / "expected").is_dir():
         pytest.skip(f"shared corpus not found at {CORPUS_DIR} (it sits beside the repo in CI)")
     return CORPUS_DIR
+
+
+@pytest.fixture
+def net() -> Iterator[Lab]:
+    """A fresh lab for one test (tests/lab.py); skipped with the reason where it cannot run."""
+    require_lab()
+    with lab() as made:
+        yield made

@@ -15,19 +15,10 @@ from typing import Any
 import pytest
 
 from tests.alerts.receiver import Received, receiver
-from tests.lab import Lab, lab, lab_unavailable
+from tests.lab import Lab
 from tests.standin_ollama import install
 
 pytestmark = [pytest.mark.lab, pytest.mark.flaky(reruns=2, reruns_delay=1)]
-
-
-@pytest.fixture
-def net() -> Iterator[Lab]:
-    reason = lab_unavailable()
-    if reason:
-        pytest.skip(reason)
-    with lab() as made:
-        yield made
 
 
 def egresswatch(*args: str) -> list[str]:

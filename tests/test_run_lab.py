@@ -7,28 +7,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.lab import Lab, lab, lab_unavailable
+from tests.lab import Lab
 
 # Attribution here races real processes whose sockets close within milliseconds; on a loaded
 # 2-core machine an unlucky scheduling delay can lose one (reported honestly as
 # unknown:closed-before-lookup, never as a wrong pid). A failure is retried twice before it
 # counts; bench/attribution.py measures the rate itself.
 pytestmark = [pytest.mark.lab, pytest.mark.flaky(reruns=2, reruns_delay=1)]
-
-
-@pytest.fixture
-def net() -> Iterator[Lab]:
-    reason = lab_unavailable()
-    if reason:
-        pytest.skip(reason)
-    with lab() as made:
-        yield made
 
 
 def _egresswatch(*args: str) -> list[str]:

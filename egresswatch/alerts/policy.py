@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from egresswatch.errors import ConfigError
 from egresswatch.model import Alert, Severity
+from egresswatch.tomlfile import invalid_value, read_toml
 
 RULES = (
     "egress-during-session",
@@ -119,19 +119,7 @@ def _parse(raw: Mapping[str, Any], origin: str) -> PolicyFile:
     try:
         return PolicyFile.model_validate(raw)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise ConfigError(f"{origin}: {where}: {first['msg']}") from err
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read: {err.strerror}") from err
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML: {err}") from err
+        raise invalid_value(origin, err) from err
 
 
 def _merge(base: PolicyFile, user: PolicyFile) -> Policy:
@@ -149,5 +137,5 @@ def load_policy(path: Path | None = None) -> Policy:
     """The shipped policy with the user's file `path` read over it."""
     shipped_text = resources.files("egresswatch").joinpath("data", "policy.toml").read_text("utf-8")
     shipped = _parse(tomllib.loads(shipped_text), "egresswatch/data/policy.toml")
-    user = _parse(_read(path), str(path)) if path is not None else PolicyFile()
+    user = _parse(read_toml(path), str(path)) if path is not None else PolicyFile()
     return _merge(shipped, user)

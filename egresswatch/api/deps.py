@@ -7,7 +7,7 @@ from fastapi import Depends, HTTPException, Request
 
 from egresswatch.api.components import WebComponents
 from egresswatch.api.mapping import decode_cursor
-from egresswatch.api.when import parse_when
+from egresswatch.when import parse_when
 
 
 def components(request: Request) -> WebComponents:

@@ -6,7 +6,6 @@ import json
 
 from egresswatch.api.schemas import (
     AlertOut,
-    AncestorOut,
     CatalogEntryOut,
     CatalogRoleOut,
     CategoryUseOut,
@@ -22,6 +21,7 @@ from egresswatch.api.schemas import (
 )
 from egresswatch.classify.catalog import Catalog
 from egresswatch.model import Alert, InferenceSession, ProcessInfo, ProcessRef
+from egresswatch.record import process_to_dict
 from egresswatch.store.export import event_record
 from egresswatch.store.queries import StoredEvent
 from egresswatch.store.summaries import DestinationSummary, ToolSummary
@@ -99,20 +99,7 @@ def tool_card_out(card: ToolSummary) -> ToolCardOut:
 
 
 def process_out(proc: ProcessInfo) -> ProcessOut:
-    return ProcessOut(
-        pid=proc.pid,
-        name=proc.name,
-        exe=proc.exe,
-        exe_sha256=proc.exe_sha256,
-        cmdline=list(proc.cmdline),
-        user=proc.user,
-        ppid=proc.ppid,
-        start_time=proc.start_time,
-        ancestry=[AncestorOut(pid=a.pid, name=a.name, exe=a.exe) for a in proc.ancestry],
-        netns=proc.netns,
-        container=proc.container,
-        tool=proc.tool,
-    )
+    return ProcessOut(**process_to_dict(proc))
 
 
 def encode_cursor(ts: float, row_id: int) -> str:

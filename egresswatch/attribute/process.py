@@ -10,7 +10,6 @@ import os
 import pwd
 import re
 import time
-from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -29,6 +28,7 @@ from egresswatch.attribute.pidfs import (
     read_uid,
 )
 from egresswatch.classify.tools import ToolRules
+from egresswatch.lru import Lru
 from egresswatch.model import ProcessInfo, ProcessRef
 
 _CONTAINER_RE = re.compile(
@@ -71,7 +71,6 @@ class ExeHasher:
 
     __slots__ = (
         "_cache",
-        "_max_entries",
         "_pool",
         "_tools",
         "_wait",
@@ -79,10 +78,9 @@ class ExeHasher:
     )
 
     def __init__(self, wait: float = 0.0, max_entries: int = 4096) -> None:
-        self._cache: OrderedDict[HashKey, Future[str | None]] = OrderedDict()
+        self._cache: Lru[HashKey, Future[str | None]] = Lru(max_entries)
         self._pool: ThreadPoolExecutor | None = None
         self._wait = wait
-        self._max_entries = max_entries
         self.hashes_computed = 0
 
     def sha256(self, exe_link: Path) -> str | None:
@@ -103,7 +101,7 @@ class ExeHasher:
 
     def result(self, key: HashKey | None) -> str | None:
         """The hash for `key` if done (after waiting up to `wait`), else None."""
-        future = self._cache.get(key) if key is not None else None
+        future = self._cache.peek(key) if key is not None else None
         if future is None:
             return None
         try:
@@ -118,15 +116,12 @@ class ExeHasher:
             os.close(fd)
             return None
         key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
-        if key in self._cache:
+        if self._cache.get(key) is not None:  # counts as use
             os.close(fd)
-            self._cache.move_to_end(key)
             return key
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="egresswatch-sha256")
-        self._cache[key] = self._pool.submit(self._hash_fd, fd)
-        while len(self._cache) > self._max_entries:
-            self._cache.popitem(last=False)
+        self._cache.put(key, self._pool.submit(self._hash_fd, fd))
         return key
 
     def _hash_fd(self, fd: int) -> str | None:
@@ -184,12 +179,12 @@ class ProcessFacts:
         self._ttl = ttl
         self._boot = float(psutil.boot_time())  # the same epoch psutil's create_time() uses
         self._tick = float(os.sysconf("SC_CLK_TCK"))
-        self._cache: OrderedDict[tuple[int, float], _Cached] = OrderedDict()
+        self._max_entries = 4096
+        self._cache: Lru[tuple[int, float], _Cached] = Lru(self._max_entries)
         self._refs: dict[tuple[int, float], ProcessRef] = {}
         # ppid -> (when, chain): siblings (50 curls from one shell) share one walk up the tree
         self._ancestries: dict[int, tuple[float, tuple[ProcessRef, ...]]] = {}
         self._users: dict[int, str | None] = {}
-        self._max_entries = 4096
 
     def info(self, pid: int, netns: int | None = None) -> ProcessInfo:
         pid_dir = open_pid(self._proc, pid)
@@ -197,13 +192,10 @@ class ProcessFacts:
             stat = read_stat(pid_dir, pid)
             key = (pid, self._start(stat))
             now = time.monotonic()
-            cached = self._cache.get(key)
+            cached = self._cache.peek(key)  # a hit does not refresh: the ttl decides
             if cached is None or now - cached.when >= self._ttl:
                 cached = _Cached(now, *self._build(pid_dir, pid, stat, key[1], netns))
-                self._cache[key] = cached
-                self._cache.move_to_end(key)
-                while len(self._cache) > self._max_entries:
-                    self._cache.popitem(last=False)
+                self._cache.put(key, cached)
             return self._with_hash(cached)
         finally:
             os.close(pid_dir)

@@ -6,37 +6,28 @@ import dataclasses
 import re
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import typer
 
+import egresswatch.when
+
 if TYPE_CHECKING:
     from egresswatch.store import EventFilter, Store
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _PARENTHETICAL = re.compile(r"\s*\([^)]*\)\s*")
 _GLOB = re.compile(r"[*?\[\]]")
 
 
 def parse_when(text: str, now: float, option: str = "--since") -> float:
-    """`10m` (ago), epoch seconds, or an ISO-8601 time (UTC unless it has an offset)."""
-    match = _DURATION.match(text.strip())
-    if match:
-        return now - float(match.group(1)) * _UNITS[match.group(2)]
+    """`10m` (ago), epoch seconds, or an ISO-8601 time; a usage error naming `option` if not."""
     try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        when = datetime.fromisoformat(text)
+        return egresswatch.when.parse_when(text, now)
     except ValueError:
         raise typer.BadParameter(
             f"not a duration, epoch or ISO time: {text!r} (try 10m, 2h, 7d or 2026-12-04T09:00)",
             param_hint=option,
         ) from None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def known_categories() -> list[str]:

@@ -90,6 +90,13 @@ def test_an_unreadable_policy_file_says_so(tmp_path: Path) -> None:
         load_policy(tmp_path / "missing.toml")
 
 
+def test_a_policy_file_that_is_not_utf8_is_one_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_bytes(b"[rules.new-destination]\nseverity = '\xff'\n")
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(bad byte at offset 36\)"):
+        load_policy(path)
+
+
 def test_run_refuses_a_bad_policy_file_with_one_line(tmp_path: Path) -> None:
     policy = tmp_path / "policy.toml"
     policy.write_text("[rules.phone-home]\nseverity = 'low'\n")

@@ -15,18 +15,9 @@ import httpx
 import pytest
 
 from tests.api.server import free_port
-from tests.lab import Lab, lab, lab_unavailable
+from tests.lab import Lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.flaky(reruns=2, reruns_delay=1)]
-
-
-@pytest.fixture
-def net() -> Iterator[Lab]:
-    reason = lab_unavailable()
-    if reason:
-        pytest.skip(reason)
-    with lab() as made:
-        yield made
 
 
 SHARED_PYTHON = "EGRESSWATCH_TEST_SHARED_PYTHON"

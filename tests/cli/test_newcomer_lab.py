@@ -13,25 +13,15 @@ import sys
 import sysconfig
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.lab import Lab, lab, lab_unavailable
+from tests.lab import Lab
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB_HOSTS = ("registry.ollama.ai", "huggingface.co")
 pytestmark = [pytest.mark.lab, pytest.mark.flaky(reruns=2, reruns_delay=1)]
-
-
-@pytest.fixture
-def net() -> Iterator[Lab]:
-    reason = lab_unavailable()
-    if reason:
-        pytest.skip(reason)
-    with lab() as made:
-        yield made
 
 
 def _clone(tmp_path: Path) -> Path:

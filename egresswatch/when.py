@@ -1,5 +1,5 @@
-"""Times in query strings: epoch seconds, ISO 8601 (UTC unless an offset is given), or an age
-such as 15m, 24h or 7d (that long before now).
+"""Times as users type them: epoch seconds, ISO 8601 (UTC unless an offset is given), or an age
+such as 15m, 24h or 7d (that long before now). Pure; the CLI and the web API wrap its ValueError.
 """
 
 import math
