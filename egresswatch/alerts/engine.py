@@ -46,6 +46,7 @@ class TcpClosed:
 
     flow: FlowKey
     received: int
+    ts: float = 0.0
 
 
 Scanner = Callable[[], Mapping[int, Sequence[Listener]]]
@@ -100,11 +101,14 @@ class AlertEngine(threading.Thread):
             self.counters.add("alerts.dropped.queue_full")
 
     def offer_closed(self, flow: FlowKey, received: int) -> None:
-        """The TCP close watch's hook: only connections that received data are queued."""
-        if received <= self.large_download_mb * 1e6:
+        """The TCP close watch's hook: connections that received a lot, and connections to an
+        LLM tool's listening port (either end; they may be an automatic session's), are queued."""
+        big = received > self.large_download_mb * 1e6
+        listeners = self._listeners
+        if not big and flow.sport not in listeners and flow.dport not in listeners:
             return
         try:
-            self._queue.put_nowait(TcpClosed(flow, received))
+            self._queue.put_nowait(TcpClosed(flow, received, time.time()))
         except queue.Full:
             self.counters.add("alerts.dropped.queue_full")
 
@@ -161,10 +165,14 @@ class AlertEngine(threading.Thread):
         if listener is None or not self.auto_sessions:
             return
         serving = ProcessRef(listener.pid, listener.process, listener.exe)
-        self.tracker.inference(listener.tool, serving, client_of(flow), None, ts)
+        self.tracker.inference(listener.tool, serving, client_of(flow), None, ts, flow=flow)
 
     def handle_closed(self, closed: TcpClosed) -> None:
-        """untrusted-model-source for a big download by an LLM tool's known connection."""
+        """A session's client connection ended; untrusted-model-source for a big download by
+        an LLM tool's known connection."""
+        self.tracker.connection_closed(closed.flow, closed.ts)
+        if closed.received <= self.large_download_mb * 1e6:
+            return
         known = self._tool_flows.pop(closed.flow, None)
         if known is None:
             self._early_closes[closed.flow] = (time.monotonic() + CLOSE_WAIT, closed.received)
