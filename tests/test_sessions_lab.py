@@ -1,0 +1,46 @@
+"""Automatic sessions through the real pipeline (`egresswatch run`): a session lasts while its
+client connection streams, and ends `idle_seconds` after that connection closed."""
+
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.alerts.receiver import receiver
+from tests.test_alerts_lab import Monitor, StandIn, json_lines, wait_for
+
+pytestmark = [pytest.mark.lab, pytest.mark.flaky(reruns=2, reruns_delay=1)]
+STREAM = 7.0
+IDLE = 2.0
+
+
+def test_a_streaming_generation_keeps_its_session_open_until_the_connection_closes(
+    tmp_path: Path,
+) -> None:
+    with receiver() as hook:
+        mon = Monitor(tmp_path, hook, idle=IDLE)
+        standin = StandIn(tmp_path, "--stream", str(STREAM))
+
+        def ours() -> list[dict[str, Any]]:
+            sessions = json_lines("sessions", "--db", mon.db)
+            return [s for s in sessions if standin.proc.pid in [p["pid"] for p in s["serving"]]]
+
+        try:
+            time.sleep(2.5)  # the listener scan has seen the stand-in
+            url = f"http://127.0.0.1:{standin.port}/api/generate"
+            client = subprocess.Popen(["curl", "-sN", "-o", "/dev/null", "-d", "{}", url])
+            assert wait_for(lambda: len(ours()) == 1)
+            time.sleep(IDLE * 2 + 1.5)  # past idle_seconds, the generation still streaming
+            assert client.poll() is None
+            assert ours()[0]["end"] is None
+            client.wait(timeout=30)
+            closed_at = time.time()
+            assert wait_for(lambda: ours()[0]["end"] is not None)
+            (session,) = ours()
+            assert session["end"] - session["start"] >= STREAM - 1.0
+            assert session["end"] == pytest.approx(closed_at, abs=1.5)
+        finally:
+            standin.close()
+            mon.stop()
