@@ -2,6 +2,7 @@
 client connection streams, and ends `idle_seconds` after that connection closed."""
 
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,37 @@ def test_a_streaming_generation_keeps_its_session_open_until_the_connection_clos
             (session,) = ours()
             assert session["end"] - session["start"] >= STREAM - 1.0
             assert session["end"] == pytest.approx(closed_at, abs=1.5)
+        finally:
+            standin.close()
+            mon.stop()
+
+
+# Sends one inference request and exits at once, without waiting for the answer: its socket
+# is gone before the monitor handles the request.
+ONE_SHOT = """
+import socket, sys
+with socket.create_connection(("127.0.0.1", int(sys.argv[1]))) as conn:
+    conn.sendall(b"POST /api/generate HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 2\\r\\n\\r\\n{}")
+"""
+
+
+def test_a_client_that_lives_a_few_ms_is_the_sessions_client(tmp_path: Path) -> None:
+    with receiver() as hook:
+        mon = Monitor(tmp_path, hook, idle=IDLE)
+        standin = StandIn(tmp_path)
+
+        def ours() -> list[dict[str, Any]]:
+            sessions = json_lines("sessions", "--db", mon.db)
+            return [s for s in sessions if standin.proc.pid in [p["pid"] for p in s["serving"]]]
+
+        try:
+            time.sleep(2.5)  # the listener scan has seen the stand-in
+            client = subprocess.Popen([sys.executable, "-c", ONE_SHOT, str(standin.port)])
+            assert client.wait(timeout=10) == 0
+            assert wait_for(lambda: len(ours()) == 1)
+            (session,) = ours()
+            assert session["client"] is not None, session
+            assert session["client"]["pid"] == client.pid
         finally:
             standin.close()
             mon.stop()

@@ -24,6 +24,7 @@ from egresswatch.alerts.sinks import Delivery
 from egresswatch.bus import Bus
 from egresswatch.counters import Counters
 from egresswatch.model import Alert, Event, FlowKey, ProcessRef
+from egresswatch.sessions.clients import ClientNamer, OwnerRecords
 from egresswatch.sessions.requests import HttpRequest, is_inference
 from egresswatch.sessions.scope import is_egress
 from egresswatch.sessions.tracker import SessionTracker
@@ -67,6 +68,7 @@ class AlertEngine(threading.Thread):
         scanner: Scanner | None = None,
         auto_sessions: bool = True,
         large_download_mb: float = 50.0,
+        kernel: OwnerRecords | None = None,
     ) -> None:
         super().__init__(name="egresswatch-alerts", daemon=True)
         self.writer, self.tracker, self.rules = writer, tracker, rules
@@ -86,6 +88,7 @@ class AlertEngine(threading.Thread):
         self._next_refresh = self._next_scan = 0.0
         self.held = HeldFindings()
         self.owners = ConnectionOwners()
+        self.client_of = ClientNamer(kernel, client_of)  # `kernel`: the resolver's eBPF records
 
     def offer(self, written: Sequence[tuple[int, Event]]) -> None:
         try:
@@ -165,7 +168,8 @@ class AlertEngine(threading.Thread):
         if listener is None or not self.auto_sessions:
             return
         serving = ProcessRef(listener.pid, listener.process, listener.exe)
-        self.tracker.inference(listener.tool, serving, client_of(flow), None, ts, flow=flow)
+        client = self.client_of(flow, ts)
+        self.tracker.inference(listener.tool, serving, client, None, ts, flow=flow)
 
     def handle_closed(self, closed: TcpClosed) -> None:
         """A session's client connection ended; untrusted-model-source for a big download by

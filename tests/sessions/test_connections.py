@@ -61,7 +61,7 @@ def test_a_close_that_arrives_before_its_request_is_remembered() -> None:
 def test_a_session_lasts_while_its_connection_streams_then_idles_from_the_close(
     tmp_path: Path, connection: tuple[socket.socket, socket.socket, FlowKey]
 ) -> None:
-    client, accepted, flow = connection
+    _client, _accepted, flow = connection
     store = open_store(str(tmp_path / "events.db"))
     clock = [time.time()]
     tracker = SessionTracker(store.writer(), store.engine, 10.0, clock=lambda: clock[0])
