@@ -25,7 +25,7 @@ from egresswatch.bus import Bus
 from egresswatch.counters import Counters
 from egresswatch.model import Alert, Event, FlowKey, ProcessRef
 from egresswatch.sessions.clients import ClientNamer, OwnerRecords
-from egresswatch.sessions.requests import HttpRequest, is_inference
+from egresswatch.sessions.requests import HttpRequest, is_inference, model_in
 from egresswatch.sessions.scope import is_egress
 from egresswatch.sessions.tracker import SessionTracker
 from egresswatch.store.alerts import record_alert
@@ -161,15 +161,15 @@ class AlertEngine(threading.Thread):
             self.counters.add("sessions.requests.housekeeping")
             return
         self.counters.add("sessions.requests.inference")
-        self.inference_at(request.flow, request.ts)
+        self.inference_at(request.flow, request.ts, model_in(request.path))
 
-    def inference_at(self, flow: FlowKey, ts: float) -> None:
+    def inference_at(self, flow: FlowKey, ts: float, model: str | None = None) -> None:
         listener = self._listener(flow.dport)
         if listener is None or not self.auto_sessions:
             return
         serving = ProcessRef(listener.pid, listener.process, listener.exe)
         client = self.client_of(flow, ts)
-        self.tracker.inference(listener.tool, serving, client, None, ts, flow=flow)
+        self.tracker.inference(listener.tool, serving, client, model, ts, flow=flow)
 
     def handle_closed(self, closed: TcpClosed) -> None:
         """A session's client connection ended; untrusted-model-source for a big download by
