@@ -32,7 +32,7 @@ def test_a_streaming_generation_keeps_its_session_open_until_the_connection_clos
             time.sleep(2.5)  # the listener scan has seen the stand-in
             url = f"http://127.0.0.1:{standin.port}/api/generate"
             client = subprocess.Popen(["curl", "-sN", "-o", "/dev/null", "-d", "{}", url])
-            assert wait_for(lambda: len(ours()) == 1)
+            assert wait_for(lambda: len(ours()) == 1), json_lines("sessions", "--db", mon.db)
             time.sleep(IDLE * 2 + 1.5)  # past idle_seconds, the generation still streaming
             assert client.poll() is None
             assert ours()[0]["end"] is None
@@ -44,7 +44,7 @@ def test_a_streaming_generation_keeps_its_session_open_until_the_connection_clos
             assert session["end"] == pytest.approx(closed_at, abs=1.5)
         finally:
             standin.close()
-            mon.stop()
+            print(mon.stop())
 
 
 # Sends one inference request and exits at once, without waiting for the answer: its socket
@@ -75,4 +75,23 @@ def test_a_client_that_lives_a_few_ms_is_the_sessions_client(tmp_path: Path) -> 
             assert session["client"]["pid"] == client.pid
         finally:
             standin.close()
-            mon.stop()
+            print(mon.stop())
+
+
+def test_the_model_named_in_the_request_line_is_the_sessions_model(tmp_path: Path) -> None:
+    with receiver() as hook:
+        mon = Monitor(tmp_path, hook, idle=IDLE)
+        standin = StandIn(tmp_path)
+
+        def ours() -> list[dict[str, Any]]:
+            sessions = json_lines("sessions", "--db", mon.db)
+            return [s for s in sessions if standin.proc.pid in [p["pid"] for p in s["serving"]]]
+
+        try:
+            time.sleep(2.5)  # the listener scan has seen the stand-in
+            standin.request("POST", "/v2/models/llama3-8b/infer")
+            assert wait_for(lambda: len(ours()) == 1)
+            assert ours()[0]["model"] == "llama3-8b"
+        finally:
+            standin.close()
+            print(mon.stop())
