@@ -52,7 +52,7 @@ class OpenConnections:
     def opened(self, session_id: int, flow: FlowKey, ts: float) -> float | None:
         """Count `flow` as open for the session; its close time when it already closed."""
         early = self._unmatched.pop(flow, None)
-        if early is not None:
+        if early is not None and early >= ts:  # an earlier close is an older connection's
             return early
         if flow not in self._owner:
             self._owner[flow] = session_id

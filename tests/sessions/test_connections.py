@@ -56,6 +56,9 @@ def test_a_close_that_arrives_before_its_request_is_remembered() -> None:
     assert conns.closed(flow.reversed(), 5.0) is None
     assert conns.opened(3, flow, 4.9) == 5.0
     assert not conns.counts_open(3)
+    conns.closed(flow, 6.0)  # an old connection of the same 5-tuple: not the new one's close
+    assert conns.opened(3, flow, 9.0) is None
+    assert conns.counts_open(3)
 
 
 def test_a_session_lasts_while_its_connection_streams_then_idles_from_the_close(
