@@ -209,6 +209,7 @@ def build_service(
         stop=threading.Event(),
         auto_sessions=settings.sessions.auto,
         large_download_mb=settings.alerts.large_download_mb,
+        kernel=getattr(attributor, "kernel", None),
     )
     writer.on_written(alerts.offer)
     transfers = TcpCloseWatch(alerts.offer_closed, alerts.stop)

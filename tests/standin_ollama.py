@@ -2,7 +2,8 @@
 egresswatch/data/tools.csv). POST /api/generate, /api/chat... make the egress the test asks
 for (one HTTPS request to --egress-host at --connect) and answer; GET /api/tags answers only.
 
-Run as `ollama serve --listen HOST --port N [--egress-host NAME --connect IP] [--download URL]`
+Run as `ollama serve --listen HOST --port N [--egress-host NAME --connect IP] [--download URL]
+[--stream SECONDS]` (POSTs then answer token by token for SECONDS)
 through `install(dir)`, which writes the `ollama` launcher (its comm is then "ollama").
 """
 
@@ -68,7 +69,23 @@ def handler(args: argparse.Namespace) -> type[http.server.BaseHTTPRequestHandler
                 _egress(args.egress_host, args.connect)
             if args.download:
                 result["downloaded"] = _download(args.download)
+            if args.stream:
+                self._stream(args.stream)
+                return
             self._answer(result)
+
+        def _stream(self, seconds: float) -> None:
+            """A long generation: one token every 0.25 s for `seconds`, then the close."""
+            self.send_response(200)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                self.wfile.write(b'{"response": "tok", "done": false}\n')
+                self.wfile.flush()
+                time.sleep(0.25)
+            self.wfile.write(b'{"response": "", "done": true}\n')
+            self.close_connection = True
 
         def _answer(self, payload: dict[str, Any]) -> None:
             body = json.dumps(payload).encode()
@@ -92,6 +109,7 @@ def main() -> None:
     parser.add_argument("--egress-host")
     parser.add_argument("--connect")
     parser.add_argument("--download")
+    parser.add_argument("--stream", type=float, default=0.0)
     args = parser.parse_args()
     server = http.server.ThreadingHTTPServer((args.listen, args.port), handler(args))
     print(f"READY {server.server_address[1]}", flush=True)

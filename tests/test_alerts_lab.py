@@ -3,6 +3,7 @@ Ollama (a real HTTP server process named ollama), a real webhook receiver on loo
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -149,13 +150,16 @@ def test_exposed_api_and_remote_client(
 
 
 def free_port(preferred: int = 11434) -> int:
-    """11434 (Ollama's port) unless another test holds it; then any free port."""
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", preferred))
-        except OSError:
-            probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """11434 (Ollama's port) unless another test holds it; then a free port below 32768, where
+    servers listen (the capture filter passes requests to server ports, not ephemeral ones)."""
+    for port in (preferred, *random.sample(range(20000, 32768), 50)):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError("no free port below 32768")
 
 
 class StandIn:

@@ -24,7 +24,8 @@ from egresswatch.alerts.sinks import Delivery
 from egresswatch.bus import Bus
 from egresswatch.counters import Counters
 from egresswatch.model import Alert, Event, FlowKey, ProcessRef
-from egresswatch.sessions.requests import HttpRequest, is_inference
+from egresswatch.sessions.clients import ClientNamer, OwnerRecords
+from egresswatch.sessions.requests import HttpRequest, is_inference, model_in
 from egresswatch.sessions.scope import is_egress
 from egresswatch.sessions.tracker import SessionTracker
 from egresswatch.store.alerts import record_alert
@@ -46,6 +47,7 @@ class TcpClosed:
 
     flow: FlowKey
     received: int
+    ts: float = 0.0
 
 
 Scanner = Callable[[], Mapping[int, Sequence[Listener]]]
@@ -66,6 +68,7 @@ class AlertEngine(threading.Thread):
         scanner: Scanner | None = None,
         auto_sessions: bool = True,
         large_download_mb: float = 50.0,
+        kernel: OwnerRecords | None = None,
     ) -> None:
         super().__init__(name="egresswatch-alerts", daemon=True)
         self.writer, self.tracker, self.rules = writer, tracker, rules
@@ -85,6 +88,7 @@ class AlertEngine(threading.Thread):
         self._next_refresh = self._next_scan = 0.0
         self.held = HeldFindings()
         self.owners = ConnectionOwners()
+        self.client_of = ClientNamer(kernel, client_of)  # `kernel`: the resolver's eBPF records
 
     def offer(self, written: Sequence[tuple[int, Event]]) -> None:
         try:
@@ -100,11 +104,14 @@ class AlertEngine(threading.Thread):
             self.counters.add("alerts.dropped.queue_full")
 
     def offer_closed(self, flow: FlowKey, received: int) -> None:
-        """The TCP close watch's hook: only connections that received data are queued."""
-        if received <= self.large_download_mb * 1e6:
+        """The TCP close watch's hook: connections that received a lot, and connections to an
+        LLM tool's listening port (either end; they may be an automatic session's), are queued."""
+        big = received > self.large_download_mb * 1e6
+        listeners = self._listeners
+        if not big and flow.sport not in listeners and flow.dport not in listeners:
             return
         try:
-            self._queue.put_nowait(TcpClosed(flow, received))
+            self._queue.put_nowait(TcpClosed(flow, received, time.time()))
         except queue.Full:
             self.counters.add("alerts.dropped.queue_full")
 
@@ -154,17 +161,22 @@ class AlertEngine(threading.Thread):
             self.counters.add("sessions.requests.housekeeping")
             return
         self.counters.add("sessions.requests.inference")
-        self.inference_at(request.flow, request.ts)
+        self.inference_at(request.flow, request.ts, model_in(request.path))
 
-    def inference_at(self, flow: FlowKey, ts: float) -> None:
+    def inference_at(self, flow: FlowKey, ts: float, model: str | None = None) -> None:
         listener = self._listener(flow.dport)
         if listener is None or not self.auto_sessions:
             return
         serving = ProcessRef(listener.pid, listener.process, listener.exe)
-        self.tracker.inference(listener.tool, serving, client_of(flow), None, ts)
+        client = self.client_of(flow, ts)
+        self.tracker.inference(listener.tool, serving, client, model, ts, flow=flow)
 
     def handle_closed(self, closed: TcpClosed) -> None:
-        """untrusted-model-source for a big download by an LLM tool's known connection."""
+        """A session's client connection ended; untrusted-model-source for a big download by
+        an LLM tool's known connection."""
+        self.tracker.connection_closed(closed.flow, closed.ts)
+        if closed.received <= self.large_download_mb * 1e6:
+            return
         known = self._tool_flows.pop(closed.flow, None)
         if known is None:
             self._early_closes[closed.flow] = (time.monotonic() + CLOSE_WAIT, closed.received)

@@ -13,7 +13,8 @@ from sqlalchemy import Engine
 
 from egresswatch.counters import Counters
 from egresswatch.errors import StoreError
-from egresswatch.model import Event, InferenceSession, ProcessRef
+from egresswatch.model import Event, FlowKey, InferenceSession, ProcessRef
+from egresswatch.sessions.connections import OpenConnections
 from egresswatch.store.sessions import (
     NewSession,
     add_evidence,
@@ -43,7 +44,8 @@ def in_scope(session: InferenceSession, event: Event) -> bool:
 
 
 class SessionTracker:
-    """See the module docstring; `idle_seconds` closes automatic sessions after inactivity."""
+    """See the module docstring; an automatic session closes `idle_seconds` after its last
+    request or evidence once none of its client connections is open any more."""
 
     def __init__(
         self,
@@ -51,12 +53,14 @@ class SessionTracker:
         engine: Engine,
         idle_seconds: float,
         clock: Callable[[], float] = time.time,
+        connections: OpenConnections | None = None,
     ) -> None:
         self._writer, self._engine = writer, engine
         self._idle = idle_seconds
         self._clock = clock
         self._open: dict[int, InferenceSession] = {}
         self._last_active: dict[int, float] = {}
+        self.connections = connections or OpenConnections()
         self.counters = Counters()
 
     @property
@@ -95,15 +99,41 @@ class SessionTracker:
         client: ProcessRef | None,
         model: str | None,
         ts: float,
+        *,
+        flow: FlowKey | None = None,
     ) -> InferenceSession | None:
-        """An inference request reached `tool`: extend its open automatic session or open one."""
+        """An inference request reached `tool` on the client connection `flow`: extend its
+        open automatic session or open one; the session lasts while `flow` is open."""
+        session = self._extend(tool, ts)
+        if session is None:
+            new = NewSession(
+                ts, "auto", tools=(tool,), serving=(serving,), client=client, model=model
+            )
+            session = self._open_now(new)
+        if session is not None and flow is not None:
+            closed_at = self.connections.opened(session.id, flow, ts)
+            if closed_at is not None:
+                self.closed_at(session.id, closed_at)
+        return session
+
+    def _extend(self, tool: str, ts: float) -> InferenceSession | None:
         for session in self._open.values():
             if session.trigger == "auto" and tool in session.tools:
-                self._last_active[session.id] = ts
+                self._last_active[session.id] = max(self._last_active.get(session.id, ts), ts)
                 self._writer.post(functools.partial(touch, session_id=session.id, ts=ts))
                 return session
-        new = NewSession(ts, "auto", tools=(tool,), serving=(serving,), client=client, model=model)
-        return self._open_now(new)
+        return None
+
+    def connection_closed(self, flow: FlowKey, ts: float) -> None:
+        """The kernel destroyed a TCP socket: the end of a session's client connection?"""
+        session_id = self.connections.closed(flow, ts)
+        if session_id is not None:
+            self.closed_at(session_id, ts)
+
+    def closed_at(self, session_id: int, ts: float) -> None:
+        if session_id in self._open and ts > self._last_active.get(session_id, ts - 1):
+            self._last_active[session_id] = ts
+            self._writer.post(functools.partial(touch, session_id=session_id, ts=ts))
 
     def _open_now(self, new: NewSession) -> InferenceSession | None:
         try:
@@ -123,17 +153,27 @@ class SessionTracker:
         return session
 
     def expire(self) -> list[int]:
-        """Close automatic sessions idle for `idle_seconds`; returns their ids."""
+        """Close automatic sessions idle for `idle_seconds` with no client connection open;
+        returns their ids."""
         now = self._clock()
-        idle = [
-            s.id
-            for s in self._open.values()
-            if s.trigger == "auto" and now - self._last_active.get(s.id, s.start) >= self._idle
-        ]
+        idle = [s.id for s in self._open.values() if s.trigger == "auto" and self._idle_at(s, now)]
         for sid in idle:
+            self.connections.forget(sid)
             end = self._last_active.get(sid, now)
             self._writer.post(functools.partial(close_session, session_id=sid, end=end))
             del self._open[sid]
             self._last_active.pop(sid, None)
             self.counters.add("sessions.auto_closed")
         return idle
+
+    def _idle_at(self, session: InferenceSession, now: float) -> bool:
+        last = self._last_active.get(session.id, session.start)
+        if now - last < self._idle:
+            return False
+        if not self.connections.counts_open(session.id):
+            return True
+        still_open, seen = self.connections.verify(session.id, now)
+        if still_open:
+            return False
+        self.closed_at(session.id, seen)  # a close the broadcast missed: idle from last seen
+        return now - max(last, seen) >= self._idle

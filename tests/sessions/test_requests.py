@@ -9,7 +9,7 @@ from scapy.layers.l2 import Ether
 from egresswatch.decode.http import looks_like_http_request, request_line
 from egresswatch.model import FlowKey
 from egresswatch.pipeline import ObservationDecoder
-from egresswatch.sessions.requests import is_inference
+from egresswatch.sessions.requests import is_inference, model_in
 
 
 def test_request_lines_and_what_counts_as_inference() -> None:
@@ -54,3 +54,20 @@ def test_the_decoder_hands_request_lines_to_its_hook() -> None:
     assert seen == [
         (11.0, FlowKey("tcp", "127.0.0.1", 40000, "127.0.0.1", 11434), "POST", "/api/generate")
     ]
+
+
+def test_the_model_a_request_line_names() -> None:
+    named = {
+        "/v2/models/llama3-8b/infer": "llama3-8b",
+        "/v2/models/phi3/versions/2/generate_stream": "phi3",
+        "/v1beta/models/gemma-2b:generateContent": "gemma-2b",
+        "/openai/deployments/gpt-4o/chat/completions": "gpt-4o",
+        "/v2/models/qwen2.5%3A7b/generate": "qwen2.5:7b",
+    }
+    for path, model in named.items():
+        assert is_inference("POST", path) and model_in(path) == model
+    for path in ("/api/generate", "/v1/chat/completions", "/prompt", "/v2/models/x/ready"):
+        assert model_in(path) is None
+    assert not is_inference("POST", "/v2/models/x/ready")
+    assert model_in("/v2/models/%1B%5B31m/infer") is None  # a terminal escape is no model name
+    assert model_in("/v2/models/" + "a" * 200 + "/infer") is None
