@@ -84,9 +84,13 @@ def test_run_serves_the_dashboard_unprivileged(net: Lab, store_dir: Path, python
     )  # fmt: skip
     assert proc.stderr is not None
     try:
-        lines = [proc.stderr.readline() for _ in range(4)]  # "recording to", its follow-up, URL
+        lines: list[str] = []
+        for _ in range(6):  # "recording to", its follow-up command, then the dashboard's URL
+            lines.append(proc.stderr.readline())
+            if "dashboard at" in lines[-1] or not lines[-1]:
+                break
         assert any("recording to" in line for line in lines), lines
-        assert any(f"dashboard at http://127.0.0.1:{port}/" in line for line in lines), lines
+        assert f"dashboard at http://127.0.0.1:{port}/" in lines[-1], lines
         url = f"http://127.0.0.1:{port}/"
         health = _wait_health(url, time.monotonic() + 30)
         web = [
