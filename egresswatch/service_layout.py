@@ -67,8 +67,13 @@ def this_executable() -> str:
 
 
 def interpreter_paths() -> list[str]:
-    """The virtual environment and the interpreter it was made from, symlinks resolved."""
-    return sorted({str(Path(sys.prefix).resolve()), str(Path(sys.base_prefix).resolve())})
+    """The virtual environment, the interpreter it was made from and, for an editable install,
+    the source tree egresswatch is imported from (it lives outside the venv); symlinks resolved."""
+    paths = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
+    source = Path(__file__).resolve().parent.parent
+    if not any(source.is_relative_to(path) for path in paths):
+        paths.add(source)
+    return sorted(str(path) for path in paths)
 
 
 def home_drop_in(paths: list[str]) -> str | None:

@@ -113,9 +113,13 @@ def _request_and_read(
     return hello
 
 
-@pytest.mark.parametrize(("drop", "method"), [((), "ebpf"), (("bpf", "perfmon"), "sock-diag")])
+# Without the kernel hooks a hello is named by sock_diag, or by the memory of the sock_diag lookup
+# its own flow record made a moment before ("recent"): both are the fallback path.
+@pytest.mark.parametrize(
+    ("drop", "methods"), [((), {"ebpf"}), (("bpf", "perfmon"), {"sock-diag", "recent"})]
+)
 def test_agent_with_the_unit_privileges_attributes_exactly(
-    net: Lab, state: Path, drop: tuple[str, ...], method: str
+    net: Lab, state: Path, drop: tuple[str, ...], methods: set[str]
 ) -> None:
     caps = [c for c in unit_capabilities() if c not in drop]
     proc = _agent(state, caps)
@@ -128,7 +132,7 @@ def test_agent_with_the_unit_privileges_attributes_exactly(
     assert seen["CapAmb"] == seen["CapEff"] and int(seen["CapBnd"], 16) == int(seen["CapEff"], 16)
     hello = _request_and_read(net, proc, state)
     assert hello["attribution"] == "exact" and hello["process"] == "ollama", hello
-    assert hello["attribution_method"] == method
+    assert hello["attribution_method"] in methods
     assert hello["category"] == "model-registry"
 
 
