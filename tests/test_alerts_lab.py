@@ -151,7 +151,7 @@ def test_exposed_api_and_remote_client(
 
 def free_port(preferred: int = 11434) -> int:
     """11434 (Ollama's port) unless another test holds it; then a free port below 32768, where
-    servers listen (the capture filter passes requests to server ports, not ephemeral ones)."""
+    servers usually listen (tests/test_sessions_lab.py covers a server on an ephemeral port)."""
     for port in (preferred, *random.sample(range(20000, 32768), 50)):
         with socket.socket() as probe:
             try:
@@ -165,8 +165,8 @@ def free_port(preferred: int = 11434) -> int:
 class StandIn:
     """The stand-in Ollama serving on 127.0.0.1; POSTs make its egress (if any)."""
 
-    def __init__(self, tmp_path: Path, *extra: str) -> None:
-        self.port = free_port()
+    def __init__(self, tmp_path: Path, *extra: str, port: int | None = None) -> None:
+        self.port = free_port() if port is None else port
         argv = [str(install(tmp_path)), "serve", "--port", str(self.port), *extra]
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None

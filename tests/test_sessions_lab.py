@@ -1,6 +1,7 @@
 """Automatic sessions through the real pipeline (`egresswatch run`): a session lasts while its
 client connection streams, and ends `idle_seconds` after that connection closed."""
 
+import socket
 import subprocess
 import sys
 import time
@@ -92,6 +93,29 @@ def test_the_model_named_in_the_request_line_is_the_sessions_model(tmp_path: Pat
             standin.request("POST", "/v2/models/llama3-8b/infer")
             assert wait_for(lambda: len(ours()) == 1)
             assert ours()[0]["model"] == "llama3-8b"
+        finally:
+            standin.close()
+            print(mon.stop())
+
+
+def test_a_tool_serving_on_an_ephemeral_port_opens_a_session(tmp_path: Path) -> None:
+    """Tools started with a random free port (>= 32768) serve inference too."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert port >= 32768
+    with receiver() as hook:
+        mon = Monitor(tmp_path, hook, idle=IDLE)
+        standin = StandIn(tmp_path, port=port)
+
+        def ours() -> list[dict[str, Any]]:
+            sessions = json_lines("sessions", "--db", mon.db)
+            return [s for s in sessions if standin.proc.pid in [p["pid"] for p in s["serving"]]]
+
+        try:
+            time.sleep(2.5)  # the listener scan has seen the stand-in
+            standin.request("POST", "/api/generate")
+            assert wait_for(lambda: len(ours()) == 1), json_lines("sessions", "--db", mon.db)
         finally:
             standin.close()
             print(mon.stop())

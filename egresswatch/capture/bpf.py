@@ -15,7 +15,9 @@ DLT_RAW = 12  # libpcap's DLT for "packet starts at the IP header" (what SOCK_DG
 SO_ATTACH_FILTER = 26
 SNAPLEN = 65535
 # A client's second TLS segment (a ClientHello split over two segments) starts with arbitrary
-# bytes; pass client->server segments up to this size that are not application data (0x17).
+# bytes; pass client->server segments up to this size that do not start like an application
+# data record (0x17 0x03: content type and major version). Testing the first byte alone dropped
+# every continuation that happened to start with 0x17 (suricata's dump_mtu300 has one).
 CONTINUATION_MAX = 1024
 EPHEMERAL_MIN = 32768  # Linux ip_local_port_range start: servers listen below, clients above
 
@@ -23,15 +25,17 @@ _PAYLOAD4 = "tcp[((tcp[12] & 0xf0) >> 2):2]"
 _PAYLOAD6 = "ip6[(40 + ((ip6[52] & 0xf0) >> 2)):2]"
 _LEN4 = "(ip[2:2] - ((ip[0] & 0xf) << 2) - ((tcp[12] & 0xf0) >> 2))"
 _LEN6 = "(ip6[4:2] - ((ip6[52] & 0xf0) >> 2))"
-_FIRST4 = "tcp[((tcp[12] & 0xf0) >> 2)]"
-_FIRST6 = "ip6[(40 + ((ip6[52] & 0xf0) >> 2))]"
+_FIFTH4 = "tcp[((tcp[12] & 0xf0) >> 2) + 4]"
+_FIFTH6 = "ip6[(44 + ((ip6[52] & 0xf0) >> 2))]"
+APPLICATION_DATA = 0x1703
 _WORD4 = "tcp[((tcp[12] & 0xf0) >> 2):4]"
 _WORD6 = "ip6[(40 + ((ip6[52] & 0xf0) >> 2)):4]"
-# "POST": the first segment of an HTTP request to a local server port (an inference request to
-# an LLM tool's API may be larger than CONTINUATION_MAX). Bulk data is rejected by the port test
-# or, for a server's upload, by the word; these clauses come last because their 4-byte load
-# aborts the program on short segments.
+# "POST ": the first segment of an HTTP request (an inference request to an LLM tool's API may be
+# larger than CONTINUATION_MAX). No port test: a tool may serve on an ephemeral port (>= 32768),
+# whose requests a port test dropped. Bulk data passes only if it starts with these five bytes.
+# These clauses come last because their loads abort the program on short segments.
 HTTP_POST = 0x504F5354
+SPACE = 0x20
 
 # libpcap cannot index tcp[]/udp[] over IPv6, so IPv6 clauses read ip6[] at the fixed 40-byte
 # offset: packets with IPv6 extension headers before TCP/UDP are not matched (rare for egress).
@@ -46,11 +50,11 @@ FILTER_EXPRESSION = " or ".join(
         f"(ip and tcp and {_PAYLOAD4} = 0x1603)",
         f"(ip6 and ip6[6] = 6 and {_PAYLOAD6} = 0x1603)",
         f"(ip and tcp and tcp dst portrange 1-{EPHEMERAL_MIN - 1} and {_LEN4} > 0"
-        f" and {_LEN4} <= {CONTINUATION_MAX} and {_FIRST4} != 0x17)",
+        f" and {_LEN4} <= {CONTINUATION_MAX} and {_PAYLOAD4} != {APPLICATION_DATA:#x})",
         f"(ip6 and ip6[6] = 6 and ip6[42:2] < {EPHEMERAL_MIN} and {_LEN6} > 0"
-        f" and {_LEN6} <= {CONTINUATION_MAX} and {_FIRST6} != 0x17)",
-        f"(ip and tcp and tcp dst portrange 1-{EPHEMERAL_MIN - 1} and {_WORD4} = {HTTP_POST:#x})",
-        f"(ip6 and ip6[6] = 6 and ip6[42:2] < {EPHEMERAL_MIN} and {_WORD6} = {HTTP_POST:#x})",
+        f" and {_LEN6} <= {CONTINUATION_MAX} and {_PAYLOAD6} != {APPLICATION_DATA:#x})",
+        f"(ip and tcp and {_WORD4} = {HTTP_POST:#x} and {_FIFTH4} = {SPACE:#x})",
+        f"(ip6 and ip6[6] = 6 and {_WORD6} = {HTTP_POST:#x} and {_FIFTH6} = {SPACE:#x})",
     )
 )
 

@@ -26,8 +26,8 @@ _CLIENT6 = f"ip6 and ip6[6] = 6 and ip6[42:2] < {EPHEMERAL_MIN}"
 # What the live program cannot look into, passed on to the decoder whole.
 UNJUDGED = " or ".join(
     (
-        # A ClientHello continuation whose first byte happens to be 0x17, which the live
-        # program takes for application data (suricata__dump_mtu300 has one).
+        # A ClientHello continuation whose first bytes happen to be 0x17 0x03, which the live
+        # program takes for an application data record.
         f"({_CLIENT4} and {_LEN4} > 0 and {_LEN4} <= {CONTINUATION_MAX})",
         f"({_CLIENT6} and {_LEN6} > 0 and {_LEN6} <= {CONTINUATION_MAX})",
         "not (ip or ip6)",  # VLAN, MPLS, PPPoE and other link headers before IP

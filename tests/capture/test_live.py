@@ -119,6 +119,7 @@ def test_tcp_filter_passes_syn_and_hello_records_but_not_bulk(
         sends = [
             (client, b"\x16\x03\x01" + bytes(300)),  # ClientHello record: pass
             (client, b"\x9a" + bytes(200)),  # continuation (small, to server): pass
+            (client, b"\x17\x9a" + bytes(200)),  # continuation that starts with 0x17: pass
             (client, b"\x17\x03\x03" + bytes(200)),  # application data: drop
             (client, b"\x9b" + bytes(30000)),  # bulk upload: drop
             (server, b"\x16\x03\x03" + bytes(100)),  # ServerHello: pass (cheap, decoder skips)
@@ -132,7 +133,13 @@ def test_tcp_filter_passes_syn_and_hello_records_but_not_bulk(
         server.close()
     frames = drain(lo_capture, lambda f: cport in ports_of(f))
     seen = [(ports_of(f)[0] == cport, payload_of(f)[:1]) for f in frames]
-    assert seen == [(True, b""), (True, b"\x16"), (True, b"\x9a"), (False, b"\x16")]
+    assert seen == [
+        (True, b""),
+        (True, b"\x16"),
+        (True, b"\x9a"),
+        (True, b"\x17"),
+        (False, b"\x16"),
+    ]
 
 
 def test_lo_copies_are_counted_once(lo_capture: LiveCapture) -> None:
@@ -285,10 +292,34 @@ def test_tcp_filter_passes_a_large_first_post_to_a_server_port(
         ):
             client.sendall(data)
             time.sleep(0.05)
-        server.sendall(b"POST" + bytes(30000))  # to the client's ephemeral port: drop
+        server.sendall(b"POST" + bytes(30000))  # bulk that starts with "POST" but no space: drop
         time.sleep(0.05)
         client.close()
         server.close()
     frames = drain(lo_capture, lambda f: cport in ports_of(f) and bool(payload_of(f)))
     seen = [(ports_of(f)[0] == cport, payload_of(f)[:6]) for f in frames]
     assert seen == [(True, b"POST /"), (True, b"POSTPO")]
+
+
+@pytest.mark.parametrize("family,host", [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
+def test_tcp_filter_passes_a_post_to_a_server_on_an_ephemeral_port(
+    lo_capture: LiveCapture, family: int, host: str
+) -> None:
+    """A tool may listen on a port >= 32768 (a random free port): its requests start sessions."""
+    with socket.socket(family, socket.SOCK_STREAM) as listener:
+        listener.bind((host, 0))  # the kernel picks from the ephemeral range
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert port >= bpf.EPHEMERAL_MIN
+        client = socket.create_connection((host, port))
+        server, _ = listener.accept()
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        cport = client.getsockname()[1]
+        client.sendall(b"POST /v1/chat/completions HTTP/1.1\r\n" + b"x" * 20000)
+        time.sleep(0.05)
+        client.sendall(b"\x9b" + bytes(30000))  # bulk upload: drop
+        time.sleep(0.05)
+        client.close()
+        server.close()
+    frames = drain(lo_capture, lambda f: cport in ports_of(f) and bool(payload_of(f)))
+    assert [(ports_of(f)[1], payload_of(f)[:6]) for f in frames] == [(port, b"POST /")]
