@@ -9,6 +9,7 @@ settings, wires the stages, trims the store on a timer, and tears everything dow
 import dataclasses
 import logging
 import threading
+from pathlib import Path
 
 from egresswatch.agent import Agent, Attributor
 from egresswatch.alerts.desktop import DesktopSink
@@ -22,7 +23,7 @@ from egresswatch.alerts.webhook import WebhookSink
 from egresswatch.bus import Bus
 from egresswatch.capture.live import LiveCapture
 from egresswatch.classify.catalog import Catalog
-from egresswatch.config import Settings, SinkSettings
+from egresswatch.config import Settings, SinkSettings, StoreSettings
 from egresswatch.control.server import ControlServer, for_agent
 from egresswatch.counters import Counters
 from egresswatch.errors import StoreError
@@ -32,7 +33,8 @@ from egresswatch.model import Event, Severity
 from egresswatch.pipeline import ObservationDecoder
 from egresswatch.sessions.tracker import SessionTracker
 from egresswatch.store.database import Store
-from egresswatch.store.engine import is_sqlite
+from egresswatch.store.engine import default_path, is_sqlite
+from egresswatch.store.spool import Spool, spool_path
 from egresswatch.store.writer import EventWriter
 
 log = logging.getLogger(__name__)
@@ -169,6 +171,22 @@ class Service:
         return merged
 
 
+def open_spool(settings: StoreSettings, store: Store) -> Spool | None:
+    """The writer's local spool (docs/fleet.md, "Spool"); None when `spool_max_bytes` is 0."""
+    if settings.spool_max_bytes == 0:
+        return None
+    directory = settings.spool_dir
+    if directory is None:
+        database = store.engine.url.database
+        sqlite_file = is_sqlite(store.engine) and database and database != ":memory:"
+        directory = Path(database).parent if sqlite_file and database else default_path().parent
+    path = spool_path(directory, store.url)
+    try:
+        return Spool(path, settings.spool_max_bytes)
+    except OSError as err:
+        raise StoreError(f"cannot open the spool {path}: {err}") from err
+
+
 def build_sinks(settings: SinkSettings) -> list[tuple[AlertSink, Severity]]:
     """The configured sinks with the lowest severity each delivers."""
     sinks: list[tuple[AlertSink, Severity]] = []
@@ -194,7 +212,7 @@ def build_service(
 ) -> Service:
     """Wires the components; the capture socket is opened by the caller (`capture.start()`)."""
     capture = LiveCapture(settings.capture.interfaces, queue_size=settings.capture.queue_size)
-    writer = store.writer()
+    writer = store.writer(spool=open_spool(settings.store, store))
     recorder = Recorder(writer)
     feed: Bus[object] = Bus()
     fanout = FanOut(catalog, (recorder, feed.publish))
