@@ -8,6 +8,7 @@ settings, wires the stages, trims the store on a timer, and tears everything dow
 
 import dataclasses
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -175,16 +176,25 @@ def open_spool(settings: StoreSettings, store: Store) -> Spool | None:
     """The writer's local spool (docs/fleet.md, "Spool"); None when `spool_max_bytes` is 0."""
     if settings.spool_max_bytes == 0:
         return None
-    directory = settings.spool_dir
-    if directory is None:
-        database = store.engine.url.database
-        sqlite_file = is_sqlite(store.engine) and database and database != ":memory:"
-        directory = Path(database).parent if sqlite_file and database else default_path().parent
-    path = spool_path(directory, store.url)
+    path = spool_path(settings.spool_dir or _state_dir(store), store.url)
     try:
         return Spool(path, settings.spool_max_bytes)
     except OSError as err:
-        raise StoreError(f"cannot open the spool {path}: {err}") from err
+        if store.pending_check is not None:  # nowhere to put events until the store answers
+            raise StoreError(f"cannot open the spool {path}: {err}") from err
+        log.warning("no spool (%s): an outage of the store fills the memory queue only", err)
+        return None
+
+
+def _state_dir(store: Store) -> Path:
+    """systemd's StateDirectory, else the SQLite file's directory, else the default one."""
+    given = os.environ.get("STATE_DIRECTORY")
+    if given:
+        return Path(given.split(":")[0])
+    database = store.engine.url.database
+    if is_sqlite(store.engine) and database and database != ":memory:":
+        return Path(database).parent
+    return default_path().parent
 
 
 def build_sinks(settings: SinkSettings) -> list[tuple[AlertSink, Severity]]:
