@@ -173,10 +173,12 @@ class Service:
 
 
 def open_spool(settings: StoreSettings, store: Store) -> Spool | None:
-    """The writer's local spool (docs/fleet.md, "Spool"); None when `spool_max_bytes` is 0."""
-    if settings.spool_max_bytes == 0:
+    """The writer's local spool (docs/fleet.md, "Spool") for a shared store; None for SQLite
+    (the spool would share its disk: a full disk would refuse both, while the memory queue
+    rides out a short stall) and when `spool_max_bytes` is 0."""
+    if settings.spool_max_bytes == 0 or is_sqlite(store.engine):
         return None
-    path = spool_path(settings.spool_dir or _state_dir(store), store.url)
+    path = spool_path(settings.spool_dir or _state_dir(), store.url)
     try:
         return Spool(path, settings.spool_max_bytes)
     except OSError as err:
@@ -186,15 +188,10 @@ def open_spool(settings: StoreSettings, store: Store) -> Spool | None:
         return None
 
 
-def _state_dir(store: Store) -> Path:
-    """systemd's StateDirectory, else the SQLite file's directory, else the default one."""
+def _state_dir() -> Path:
+    """systemd's StateDirectory, else the default SQLite store's directory."""
     given = os.environ.get("STATE_DIRECTORY")
-    if given:
-        return Path(given.split(":")[0])
-    database = store.engine.url.database
-    if is_sqlite(store.engine) and database and database != ":memory:":
-        return Path(database).parent
-    return default_path().parent
+    return Path(given.split(":")[0]) if given else default_path().parent
 
 
 def build_sinks(settings: SinkSettings) -> list[tuple[AlertSink, Severity]]:

@@ -169,7 +169,10 @@ class Spool:
             self.counters.add("spool.dropped", len(events))
             return False
         if self._head and self._head >= self._live and self._head > self.max_bytes // 4:
-            self._compact()
+            try:
+                self._compact()
+            except OSError:  # the old file is intact: carry on appending to it
+                self.counters.add("spool.write_errors")
         offset = os.lseek(self._fd, 0, os.SEEK_END)
         try:
             _write_all(self._fd, record)

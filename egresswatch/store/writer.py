@@ -440,9 +440,20 @@ class EventWriter:
             if not batch and self._stop.is_set():
                 if self._server_ready():
                     self._drain(spool, until=time.monotonic() + 2.0)
-                self._run_jobs()  # what the server cannot take now is counted as dropped
+                    self._run_jobs()  # what the server cannot take now is counted as dropped
+                else:
+                    self._drop_jobs()  # not one connect timeout per job on the way out
                 self._publish(spool)
                 return
+
+    def _drop_jobs(self) -> None:
+        if self._jobs:
+            log.error("event store unreachable at shutdown: %d jobs dropped", len(self._jobs))
+        with self._progress:
+            self._counters.add("store.jobs.dropped", len(self._jobs))
+            self._settled += len(self._jobs)
+            self._jobs.clear()
+            self._progress.notify_all()
 
     def _next_id(self) -> str:
         self._seq += 1

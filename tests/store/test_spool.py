@@ -2,12 +2,16 @@
 
 import os
 import pickle
+import socket
+import time
 import zlib
 from pathlib import Path
 
 import pytest
 
+from egresswatch.store.engine import make_engine
 from egresswatch.store.spool import HEADER, MAGIC, Spool, SpoolError, decode_payload, encode, scan
+from egresswatch.store.writer import EventWriter
 from tests.store.factory import HOSTILE, dns_query, mixed
 
 
@@ -118,3 +122,27 @@ def test_compaction_keeps_order(tmp_path: Path) -> None:
             spool.pop(3)
     assert (tmp_path / "s.spool").stat().st_size < size * 30  # the drained prefix was dropped
     assert [b for b, _ in _drain(spool)] == names
+
+
+def test_shutdown_while_unreachable_keeps_events_and_counts_jobs(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nothing listens on: connection refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    engine = make_engine(f"postgresql+psycopg://nobody@127.0.0.1:{port}/none")
+    path = tmp_path / "s.spool"
+    writer = EventWriter(engine, spool=Spool(path)).start()
+    for event in mixed(100):
+        assert writer.submit(event)
+    assert writer.flush(10)  # spooled counts as settled
+    assert writer.post(lambda conn: None)
+    started = time.monotonic()
+    writer.close()
+    engine.dispose()
+    assert time.monotonic() - started < 5
+    counters = writer.counters()
+    assert counters["store.jobs.dropped"] == 1  # jobs are not spooled: counted
+    assert counters["spool.spooled"] == 100 and counters["writer.retries"] >= 1
+    assert counters["store.error.unavailable"] >= 1
+    assert writer.last_error is not None
+    again = Spool(path)
+    assert sum(n for _, n in _drain(again)) == 100  # the events wait for the next start
