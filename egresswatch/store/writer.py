@@ -545,6 +545,7 @@ class EventWriter:
         self._last_error = None
 
     def _publish(self, spool: Spool) -> None:
+        spool.sync(force=False)  # what the last append left unsynced, within FSYNC_INTERVAL
         snapshot = spool.snapshot()
         with self._lock:
             self._spool_counters = snapshot
