@@ -95,6 +95,7 @@ class EventWriter:
         self._down_logged_at = 0.0
         self._instance = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid4().hex[:12]}"
         self._seq = 0
+        self._draining = False  # writing a spooled batch: it may have been committed before
         self._spool_counters: dict[str, int] = {} if spool is None else spool.snapshot()
         self._batch_size = batch_size
         self._interval = batch_interval
@@ -286,7 +287,7 @@ class EventWriter:
         """Commit `batch` ([] when `batch_id` was committed before: nothing is written twice)."""
         try:
             with self._engine.begin() as conn:
-                if batch_id is not None and not _claim(conn, batch_id, len(batch)):
+                if batch_id is not None and not _claim(conn, batch_id, len(batch), self._draining):
                     with self._lock:
                         self._counters.add("spool.duplicates_skipped", len(batch))
                     return []
@@ -483,6 +484,7 @@ class EventWriter:
             if item is None:
                 return
             batch_id, events = item
+            self._draining = True
             try:
                 written = self._write_or_isolate(events, batch_id)
             except OperationalError as exc:
@@ -494,6 +496,8 @@ class EventWriter:
                 with self._lock:
                     self._counters.add("store.dropped.bug", len(events))
                 continue
+            finally:
+                self._draining = False
             spool.pop(len(events))
             self._up()
             self._tell_written(written)
@@ -551,13 +555,27 @@ class EventWriter:
             self._spool_counters = snapshot
 
 
-def _claim(conn: Connection, batch_id: str, events: int) -> bool:
-    """Record `batch_id` in this transaction; False when an earlier one already did."""
-    found = conn.execute(
-        select(IngestBatch.batch_id).where(IngestBatch.batch_id == batch_id)
-    ).first()
-    if found is not None:
-        return False
+class _SplitBefore(ValueError):
+    """This batch was written event by event before (`id/n`): do it that way again."""
+
+
+def _claim(conn: Connection, batch_id: str, events: int, seen_before: bool) -> bool:
+    """Record `batch_id` in this transaction; False when an earlier one already did.
+
+    A batch once isolated event by event left `batch_id/n` rows instead (maybe only some, if
+    the agent died meanwhile): _SplitBefore sends it down that path, which checks each one.
+    """
+    if seen_before:  # only a spooled batch can have been committed already
+        ids = [batch_id, *(f"{batch_id}/{n}" for n in range(events))]  # primary-key lookups
+        found = set(
+            conn.execute(
+                select(IngestBatch.batch_id).where(IngestBatch.batch_id.in_(ids))
+            ).scalars()
+        )
+        if batch_id in found:
+            return False
+        if found:
+            raise _SplitBefore(batch_id)
     conn.execute(
         insert(IngestBatch).values(batch_id=batch_id, written_at=time.time(), events=events)
     )

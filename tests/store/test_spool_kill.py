@@ -133,3 +133,20 @@ def test_a_batch_drained_twice_is_written_once(tmp_path: Path) -> None:
         assert store.stats().counts["events"] == 50
         store.close()
     assert skipped == [0, 50]
+
+
+def test_a_batch_split_before_is_redone_event_by_event(tmp_path: Path) -> None:
+    """A batch once isolated event by event (ids `id/n`), killed half way: only the rest goes in."""
+    db, events = str(tmp_path / "events.db"), mixed(3)
+    spool = Spool(tmp_path / "s.spool")
+    spool.append("node:1:abc:9/0", events[:1])  # what the first run managed before dying
+    spool.append("node:1:abc:9", events)  # the whole batch, drained again after the restart
+    store = open_store(db)
+    writer = store.writer(spool=spool)
+    deadline = time.monotonic() + 10
+    while writer.counters().get("spool.batches", 1) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert writer.counters()["spool.duplicates_skipped"] == 1
+    stored = [e.event.observation.ts for e in store.query_events(limit=10)]
+    store.close()
+    assert sorted(stored) == sorted(e.observation.ts for e in events)
