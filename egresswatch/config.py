@@ -31,6 +31,12 @@ class StoreSettings(_Section):
     url: str | None = Field(default=None, description="SQLAlchemy URL; None: the default SQLite")
     max_age_days: float = Field(default=90.0, gt=0)
     max_bytes: int = Field(default=1 << 30, ge=1 << 20)
+    spool_max_bytes: int = Field(
+        default=256 << 20, ge=0, description="local spool while the store is down; 0: none"
+    )
+    spool_dir: Path | None = Field(
+        default=None, description="where the spool lives; None: the state directory"
+    )
 
 
 class CatalogSettings(_Section):

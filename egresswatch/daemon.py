@@ -8,7 +8,9 @@ settings, wires the stages, trims the store on a timer, and tears everything dow
 
 import dataclasses
 import logging
+import os
 import threading
+from pathlib import Path
 
 from egresswatch.agent import Agent, Attributor
 from egresswatch.alerts.desktop import DesktopSink
@@ -22,7 +24,7 @@ from egresswatch.alerts.webhook import WebhookSink
 from egresswatch.bus import Bus
 from egresswatch.capture.live import LiveCapture
 from egresswatch.classify.catalog import Catalog
-from egresswatch.config import Settings, SinkSettings
+from egresswatch.config import Settings, SinkSettings, StoreSettings
 from egresswatch.control.server import ControlServer, for_agent
 from egresswatch.counters import Counters
 from egresswatch.errors import StoreError
@@ -32,7 +34,8 @@ from egresswatch.model import Event, Severity
 from egresswatch.pipeline import ObservationDecoder
 from egresswatch.sessions.tracker import SessionTracker
 from egresswatch.store.database import Store
-from egresswatch.store.engine import is_sqlite
+from egresswatch.store.engine import default_path, is_sqlite
+from egresswatch.store.spool import Spool, spool_path
 from egresswatch.store.writer import EventWriter
 
 log = logging.getLogger(__name__)
@@ -169,6 +172,28 @@ class Service:
         return merged
 
 
+def open_spool(settings: StoreSettings, store: Store) -> Spool | None:
+    """The writer's local spool (docs/fleet.md, "Spool") for a shared store; None for SQLite
+    (the spool would share its disk: a full disk would refuse both, while the memory queue
+    rides out a short stall) and when `spool_max_bytes` is 0."""
+    if settings.spool_max_bytes == 0 or is_sqlite(store.engine):
+        return None
+    path = spool_path(settings.spool_dir or _state_dir(), store.url)
+    try:
+        return Spool(path, settings.spool_max_bytes)
+    except OSError as err:
+        if store.pending_check is not None:  # nowhere to put events until the store answers
+            raise StoreError(f"cannot open the spool {path}: {err}") from err
+        log.warning("no spool (%s): an outage of the store fills the memory queue only", err)
+        return None
+
+
+def _state_dir() -> Path:
+    """systemd's StateDirectory, else the default SQLite store's directory."""
+    given = os.environ.get("STATE_DIRECTORY")
+    return Path(given.split(":")[0]) if given else default_path().parent
+
+
 def build_sinks(settings: SinkSettings) -> list[tuple[AlertSink, Severity]]:
     """The configured sinks with the lowest severity each delivers."""
     sinks: list[tuple[AlertSink, Severity]] = []
@@ -194,7 +219,7 @@ def build_service(
 ) -> Service:
     """Wires the components; the capture socket is opened by the caller (`capture.start()`)."""
     capture = LiveCapture(settings.capture.interfaces, queue_size=settings.capture.queue_size)
-    writer = store.writer()
+    writer = store.writer(spool=open_spool(settings.store, store))
     recorder = Recorder(writer)
     feed: Bus[object] = Bus()
     fanout = FanOut(catalog, (recorder, feed.publish))

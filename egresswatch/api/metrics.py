@@ -39,7 +39,23 @@ _BY_REASON = (
 )
 
 
-_SETTLED = ("store.written", "store.dropped.invalid", "store.dropped.shutdown")
+_SETTLED = (
+    "store.written",
+    "store.dropped.invalid",
+    "store.dropped.shutdown",
+    "spool.dropped",
+    "spool.duplicates_skipped",
+)
+# the writer's local spool while the store is unreachable (docs/fleet.md, "Spool")
+_SPOOL_GAUGES = (
+    ("egresswatch_spool_bytes", "Bytes waiting in the local spool.", "spool.bytes"),
+    ("egresswatch_spool_batches", "Batches waiting in the local spool.", "spool.batches"),
+)
+_SPOOL_COUNTERS = (
+    ("egresswatch_spool_dropped_events", "Events the full spool refused.", "spool.dropped"),
+    ("egresswatch_spool_drained_events", "Spooled events stored since.", "spool.drained"),
+    ("egresswatch_store_retries", "Failed store writes retried later.", "writer.retries"),
+)
 
 
 class StoreCollector(Collector):
@@ -70,6 +86,7 @@ class StoreCollector(Collector):
             "Events accepted by the writer, not yet stored.",
             value=pending,
         )
+        yield from _spool(status.counters)
         if status.last_event_ts is not None:
             yield GaugeMetricFamily(
                 "egresswatch_last_event_timestamp_seconds",
@@ -119,6 +136,13 @@ def _by_reason(counters: Mapping[str, int]) -> Iterator[Metric]:
             if key.startswith(prefix):
                 family.add_metric([key.removeprefix(prefix)], float(value))
         yield family
+
+
+def _spool(counters: Mapping[str, int]) -> Iterator[Metric]:
+    for name, help_text, key in _SPOOL_GAUGES:
+        yield GaugeMetricFamily(name, help_text, value=counters.get(key, 0))
+    for name, help_text, key in _SPOOL_COUNTERS:
+        yield CounterMetricFamily(name, help_text, value=counters.get(key, 0))
 
 
 def _pending(counters: Mapping[str, int]) -> int:

@@ -58,9 +58,13 @@ def run(  # noqa: PLR0917 - typer maps each option to a parameter
     configure_logging()  # structured journal entries under systemd
     settings, store, catalog, policy = _prepare(db, interface, config, stderr)
     stop = threading.Event()
-    service = build_service(
-        settings, store, catalog, build_attributor(stderr), stop, policy=policy
-    )
+    try:
+        service = build_service(
+            settings, store, catalog, build_attributor(stderr), stop, policy=policy
+        )
+    except StoreError as err:
+        store.close()
+        _fail(stderr, str(err))
     tally = Tally(service.agent.sink)
     service.agent.sink = tally
     try:
@@ -110,10 +114,20 @@ def _prepare(
         policy = load_policy(settings.alerts.policy)
     except ConfigError as err:
         _fail(stderr, str(err))
+    spooling = settings.store.spool_max_bytes > 0
     try:
-        store = open_agent_store(settings.store.url)  # a shared store is never migrated here
+        # a shared store is never migrated here; an unreachable one is spooled for (issue #9)
+        store = open_agent_store(settings.store.url, allow_unreachable=spooling)
     except StoreError as err:
         _fail(stderr, store_advice(str(err)))
+    if store.pending_check is not None:
+        stderr.print(
+            f"[yellow]warning:[/] the event store {for_rich(store.url)} is unreachable: "
+            "capturing into the local spool until it answers; its schema is checked then "
+            "(docs/fleet.md, 'Spool')",
+            soft_wrap=True,
+            highlight=False,
+        )
     return settings, store, catalog, policy
 
 

@@ -22,6 +22,7 @@ from egresswatch.store.queries import (
     store_stats,
 )
 from egresswatch.store.retention import RetentionResult, apply_retention
+from egresswatch.store.spool import Spool
 from egresswatch.store.writer import BATCH_INTERVAL, BATCH_SIZE, MAX_BUFFER, EventWriter
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._writer: EventWriter | None = None
+        # set when the store was unreachable at open: the checks still to run (shared.py)
+        self.pending_check: Callable[[], None] | None = None
 
     @property
     def url(self) -> str:
@@ -45,14 +48,21 @@ class Store:
         batch_size: int = BATCH_SIZE,
         batch_interval: float = BATCH_INTERVAL,
         max_buffer: int = MAX_BUFFER,
+        spool: Spool | None = None,
     ) -> EventWriter:
-        """The store's one writer thread, started on first use (later options are ignored)."""
+        """The store's one writer thread, started on first use (later options are ignored).
+
+        With `spool`, batches the store cannot take go there (store/spool.py); a store opened
+        while unreachable (`pending_check`) is checked by the writer once it answers.
+        """
         if self._writer is None:
             writer = EventWriter(
                 self.engine,
                 batch_size=batch_size,
                 batch_interval=batch_interval,
                 max_buffer=max_buffer,
+                spool=spool,
+                ready_check=self.pending_check if spool is not None else None,
             )
             self._writer = writer.start()
         return self._writer

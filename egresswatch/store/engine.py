@@ -14,6 +14,7 @@ from egresswatch.errors import StoreError
 SYSTEM_DIR = Path("/var/lib/egresswatch")
 DB_NAME = "events.db"
 BUSY_TIMEOUT_MS = 5000
+CONNECT_TIMEOUT = 5
 
 
 def default_path() -> Path:
@@ -46,6 +47,10 @@ def make_engine(url: str) -> Engine:
     """An engine for `url`; for SQLite with the durability pragmas and its directory created."""
     try:
         parsed = make_url(url)
+        if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+            # an unreachable server must not hold the writer thread for minutes (TCP timeouts)
+            args = {"connect_timeout": CONNECT_TIMEOUT}
+            return create_engine(url, pool_pre_ping=True, connect_args=args)
         if parsed.get_backend_name() != "sqlite":
             return create_engine(url, pool_pre_ping=True)
     except (ArgumentError, ImportError) as exc:

@@ -29,6 +29,7 @@ from egresswatch.store.schema import (
     EventRow,
     Executable,
     Hostname,
+    IngestBatch,
     Label,
     NameBinding,
     Process,
@@ -51,6 +52,12 @@ class RetentionResult:
     size_after: int | None
 
 
+def _forget_batches(engine: Engine, before: float) -> None:
+    """Batch ids only guard a re-drain after a crash; those as old as the events can go."""
+    with engine.begin() as conn:
+        conn.execute(delete(IngestBatch).where(IngestBatch.written_at < before))
+
+
 def apply_retention(
     engine: Engine,
     *,
@@ -65,6 +72,7 @@ def apply_retention(
     deleted = side = 0
     if max_age_days is not None:
         deleted += _delete_before(engine, now - max_age_days * DAY)
+        _forget_batches(engine, now - max_age_days * DAY)
         side += _delete_orphans(engine) if deleted else 0
     if max_bytes is not None and before is not None:
         # SQLite measures pages in use, so repeat until under budget (partly filled pages

@@ -334,3 +334,13 @@ class AgentStatusRow(Base):
     last_event_ts: Mapped[float | None] = mapped_column(Float)
     queue_depth: Mapped[int] = mapped_column(Integer)
     counters: Mapped[str] = mapped_column(Text)  # JSON {name: value}
+
+
+class IngestBatch(Base):
+    """A batch the writer committed, by its unique id: a spooled batch drained twice (after a
+    crash between the commit and the spool's truncation) is recognised and skipped."""
+
+    __tablename__ = "ingest_batches"
+    batch_id: Mapped[str] = mapped_column(String(96), primary_key=True)
+    written_at: Mapped[float] = mapped_column(Float)
+    events: Mapped[int] = mapped_column(Integer)

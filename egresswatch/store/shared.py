@@ -4,7 +4,7 @@ that their role holds every privilege the writer uses, and say exactly what is m
 """
 
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from egresswatch.errors import StoreError
 from egresswatch.store.database import Store, check_at_head, open_store
@@ -48,20 +48,39 @@ _SEQUENCES = (
 )
 
 
-def open_agent_store(url: str | None) -> Store:
-    """SQLite: the agent's own file, migrated. Anything else: checked, never migrated."""
+def open_agent_store(url: str | None, *, allow_unreachable: bool = False) -> Store:
+    """SQLite: the agent's own file, migrated. Anything else: checked, never migrated.
+
+    With `allow_unreachable`, a server that does not answer yet is no error: the Store comes
+    back with `pending_check` set, which the writer runs once the server answers (issue #9).
+    """
     resolved = resolve_url(url)
     if resolved.startswith("sqlite"):
         return open_store(resolved)
     engine = make_engine(resolved)
-    try:
+
+    def check() -> None:
         _check_schema_exists(engine)
         _check_grants(engine)
         check_at_head(engine)
+
+    try:
+        check()
+    except Unreachable:
+        if not allow_unreachable:
+            engine.dispose()
+            raise
+        store = Store(engine)
+        store.pending_check = check
+        return store
     except BaseException:
         engine.dispose()
         raise
     return Store(engine)
+
+
+class Unreachable(StoreError):
+    """The server did not answer (as opposed to answering with a wrong schema or grants)."""
 
 
 def _check_schema_exists(engine: Engine) -> None:
@@ -69,6 +88,8 @@ def _check_schema_exists(engine: Engine) -> None:
     try:
         with engine.connect() as conn:
             found = conn.execute(text("SELECT to_regclass('alembic_version')")).scalar()
+    except OperationalError as exc:
+        raise Unreachable(f"cannot open the event store {where}: {exc}") from exc
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot open the event store {where}: {exc}") from exc
     if found is None:

@@ -5,24 +5,38 @@ When the database cannot be written (read-only, disk full, server gone) the curr
 kept and retried with back-off while new events queue up to the bound, so memory stays bounded.
 Other writes (sessions, alerts) come in as jobs through `post`, and `on_written` callbacks learn
 each committed event's id.
+
+With a `Spool` (store/spool.py, the agent's `run`), a batch the server cannot take is appended to
+the spool instead and the writer goes on collecting; the server is retried with back-off and,
+once back, the spool is drained oldest first before any new batch is written. Every batch then
+carries a unique id recorded in `ingest_batches` in the same transaction as its events, so a
+batch drained twice (a crash after the commit, before the spool forgot it) is skipped.
+Jobs are not spooled: they wait in memory (MAX_JOBS) while the server is down and are counted in
+`store.jobs.dropped` when that overflows or the agent stops first.
 """
 
 import contextlib
 import logging
+import os
 import queue
+import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
+from uuid import uuid4
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from egresswatch.counters import Counters
+from egresswatch.errors import StoreError
 from egresswatch.model import Event
 from egresswatch.store.ingest import Ingest
+from egresswatch.store.schema import IngestBatch
+from egresswatch.store.spool import Spool
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,8 +81,22 @@ class EventWriter:
         batch_interval: float = BATCH_INTERVAL,
         max_buffer: int = MAX_BUFFER,
         checkpoint_interval: float = CHECKPOINT_INTERVAL,
+        spool: Spool | None = None,
+        ready_check: Callable[[], None] | None = None,
     ) -> None:
         self._engine = engine
+        self._spool = spool
+        # run once the server answers, before anything is written (an agent started while the
+        # shared store was unreachable has not checked its schema yet)
+        self._ready_check = ready_check
+        self._down = ready_check is not None
+        self._retry_at = 0.0
+        self._delay = RETRY_MIN
+        self._down_logged_at = 0.0
+        self._instance = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid4().hex[:12]}"
+        self._seq = 0
+        self._draining = False  # writing a spooled batch: it may have been committed before
+        self._spool_counters: dict[str, int] = {} if spool is None else spool.snapshot()
         self._batch_size = batch_size
         self._interval = batch_interval
         self._checkpoint_interval = checkpoint_interval
@@ -159,7 +187,10 @@ class EventWriter:
 
     def counters(self) -> Mapping[str, int]:
         with self._lock:
-            return self._counters.snapshot()
+            values = dict(self._counters.snapshot())
+            if self._spool is not None:
+                values.update(self._spool_counters)
+            return values
 
     @property
     def last_error(self) -> str | None:
@@ -169,6 +200,12 @@ class EventWriter:
     # -- writer thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
+        if self._spool is not None:
+            try:
+                self._run_spooled(self._spool)
+            finally:
+                self._spool.close()
+            return
         pending: list[Event] = []
         while True:
             self._run_calls()
@@ -234,29 +271,40 @@ class EventWriter:
             self._settle(batch, written, logged_at)
             return True
 
-    def _write_or_isolate(self, batch: Sequence[Event]) -> list[tuple[int, Event]]:
+    def _write_or_isolate(
+        self, batch: Sequence[Event], batch_id: str | None = None
+    ) -> list[tuple[int, Event]]:
         try:
-            return self._write(batch)
+            return self._write(batch, batch_id)
         except OperationalError:
             raise
         except (SQLAlchemyError, ValueError, KeyError, TypeError):
-            return self._write_one_by_one(batch)
+            return self._write_one_by_one(batch, batch_id)
 
-    def _write(self, batch: Sequence[Event]) -> list[tuple[int, Event]]:
+    def _write(
+        self, batch: Sequence[Event], batch_id: str | None = None
+    ) -> list[tuple[int, Event]]:
+        """Commit `batch` ([] when `batch_id` was committed before: nothing is written twice)."""
         try:
             with self._engine.begin() as conn:
+                if batch_id is not None and not _claim(conn, batch_id, len(batch), self._draining):
+                    with self._lock:
+                        self._counters.add("spool.duplicates_skipped", len(batch))
+                    return []
                 ids = self._ingest.write_ids(conn, batch)
                 return list(zip(ids, batch, strict=True))
         except BaseException:
             self._ingest.forget()
             raise
 
-    def _write_one_by_one(self, batch: Sequence[Event]) -> list[tuple[int, Event]]:
+    def _write_one_by_one(
+        self, batch: Sequence[Event], batch_id: str | None = None
+    ) -> list[tuple[int, Event]]:
         """A batch that fails for a reason other than the database's state: isolate bad events."""
         written: list[tuple[int, Event]] = []
-        for event in batch:
+        for n, event in enumerate(batch):
             try:
-                written += self._write([event])
+                written += self._write([event], None if batch_id is None else f"{batch_id}/{n}")
             except OperationalError:
                 raise
             except (SQLAlchemyError, ValueError, KeyError, TypeError) as exc:
@@ -317,7 +365,10 @@ class EventWriter:
                 with self._engine.begin() as conn:
                     result = job(conn)
             except OperationalError as exc:
-                self._jobs_logged_at = self._report(exc, self._jobs_logged_at)
+                if self._spool is not None:
+                    self._went_down(exc)
+                else:
+                    self._jobs_logged_at = self._report(exc, self._jobs_logged_at)
                 if not self._stop.is_set():
                     return
                 result, counter = None, "store.jobs.dropped"
@@ -370,3 +421,162 @@ class EventWriter:
         except SQLAlchemyError:
             with self._lock:
                 self._counters.add("store.checkpoint_failed")
+
+    # -- with a spool ----------------------------------------------------------------------
+
+    def _run_spooled(self, spool: Spool) -> None:
+        while True:
+            self._run_calls()
+            if self._server_ready():
+                self._run_jobs()
+                self._drain(spool)
+            batch = self._collect()
+            if batch:
+                try:
+                    self._write_or_spool(spool, batch)
+                except Exception:
+                    log.exception("event store writer failed on a batch; dropping it")
+                    self._give_up(batch, "store.dropped.bug")
+            self._publish(spool)
+            if not batch and self._stop.is_set():
+                if self._server_ready():
+                    self._drain(spool, until=time.monotonic() + 2.0)
+                    self._run_jobs()  # what the server cannot take now is counted as dropped
+                else:
+                    self._drop_jobs()  # not one connect timeout per job on the way out
+                self._publish(spool)
+                return
+
+    def _drop_jobs(self) -> None:
+        if self._jobs:
+            log.error("event store unreachable at shutdown: %d jobs dropped", len(self._jobs))
+        with self._progress:
+            self._counters.add("store.jobs.dropped", len(self._jobs))
+            self._settled += len(self._jobs)
+            self._jobs.clear()
+            self._progress.notify_all()
+
+    def _next_id(self) -> str:
+        self._seq += 1
+        return f"{self._instance}:{self._seq}"
+
+    def _write_or_spool(self, spool: Spool, batch: list[Event]) -> None:
+        batch_id = self._next_id()
+        if not len(spool) and self._server_ready():
+            try:
+                written = self._write_or_isolate(batch, batch_id)
+            except OperationalError as exc:
+                self._went_down(exc)
+            else:
+                self._up()
+                self._settle(batch, written, 0.0)
+                return
+        spool.append(batch_id, batch)  # refused beyond the bound: counted in spool.dropped
+        with self._progress:  # spooled (or dropped and counted): settled as far as flush goes
+            self._settled += len(batch)
+            self._progress.notify_all()
+
+    def _drain(self, spool: Spool, until: float | None = None) -> None:
+        """Write spooled batches, oldest first, for up to half a second (new events wait)."""
+        deadline = until if until is not None else time.monotonic() + 0.5
+        while len(spool) and time.monotonic() < deadline and self._server_ready():
+            item = spool.peek()
+            if item is None:
+                return
+            batch_id, events = item
+            self._draining = True
+            try:
+                written = self._write_or_isolate(events, batch_id)
+            except OperationalError as exc:
+                self._went_down(exc)
+                return
+            except Exception:  # a bug must not wedge the drain on one record forever
+                log.exception("event store writer failed on a spooled batch; dropping it")
+                spool.pop(0)
+                with self._lock:
+                    self._counters.add("store.dropped.bug", len(events))
+                continue
+            finally:
+                self._draining = False
+            spool.pop(len(events))
+            self._up()
+            self._tell_written(written)
+            with self._lock:
+                self._counters.add("store.written", len(written))
+                self._counters.add("store.batches")
+            self._maybe_checkpoint()
+        if not len(spool):
+            spool.sync()
+
+    def _server_ready(self) -> bool:
+        """False while in back-off after a failure; runs the deferred schema check once."""
+        if not self._down:
+            return True
+        if time.monotonic() < self._retry_at:
+            return False
+        if self._ready_check is not None:
+            try:
+                self._ready_check()
+            except (SQLAlchemyError, StoreError) as exc:
+                self._went_down(exc)
+                return False
+            self._ready_check = None
+            log.warning("event store reachable and its schema checked; writing")
+        return True
+
+    def _went_down(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        self._down = True
+        self._retry_at = now + self._delay
+        self._delay = min(self._delay * 2, RETRY_MAX)
+        kind = failure_kind(exc) if isinstance(exc, SQLAlchemyError) else "schema"
+        self._last_error = f"{kind}: {getattr(exc, 'orig', exc)}"
+        with self._lock:
+            self._counters.add(f"store.error.{kind}")
+            self._counters.add("writer.retries")
+        if not self._down_logged_at or now - self._down_logged_at >= LOG_REPEAT:
+            self._down_logged_at = now
+            log.error(
+                "cannot write to the event store (%s); spooling to %s",
+                self._last_error,
+                self._spool.path if self._spool is not None else "memory",
+            )
+
+    def _up(self) -> None:
+        if self._down:
+            log.warning("event store writable again; draining the spool")
+        self._down, self._delay, self._down_logged_at = False, RETRY_MIN, 0.0
+        self._last_error = None
+
+    def _publish(self, spool: Spool) -> None:
+        spool.sync(force=False)  # what the last append left unsynced, within FSYNC_INTERVAL
+        snapshot = spool.snapshot()
+        with self._lock:
+            self._spool_counters = snapshot
+
+
+class _SplitBefore(ValueError):
+    """This batch was written event by event before (`id/n`): do it that way again."""
+
+
+def _claim(conn: Connection, batch_id: str, events: int, seen_before: bool) -> bool:
+    """Record `batch_id` in this transaction; False when an earlier one already did.
+
+    A batch once isolated event by event left `batch_id/n` rows instead (maybe only some, if
+    the agent died meanwhile): _SplitBefore sends it down that path, which checks each one.
+    """
+    if seen_before:  # only a spooled batch can have been committed already
+        ids = [batch_id, *(f"{batch_id}/{n}" for n in range(events))]  # primary-key lookups
+        found = set(
+            conn.execute(
+                select(IngestBatch.batch_id).where(IngestBatch.batch_id.in_(ids))
+            ).scalars()
+        )
+        if batch_id in found:
+            return False
+        if found:
+            raise _SplitBefore(batch_id)
+    conn.execute(
+        insert(IngestBatch).values(batch_id=batch_id, written_at=time.time(), events=events)
+    )
+    return True

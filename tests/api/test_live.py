@@ -123,3 +123,27 @@ def test_a_reconnecting_client_gets_what_it_missed(live: tuple[Store, WebServer]
             if len(hosts) == 3:
                 break
     assert hosts == [f"missed{i}.example.org" for i in range(3)]
+
+
+def test_metrics_show_the_agents_spool(live: tuple[Store, WebServer]) -> None:
+    store, server = live
+    counters = Counters()
+    for name, n in (
+        ("spool.bytes", 4096),
+        ("spool.batches", 3),
+        ("spool.dropped", 9),
+        ("spool.drained", 1500),
+        ("writer.retries", 4),
+        ("store.submitted", 2000),
+        ("store.written", 1500),
+    ):
+        counters.add(name, n)  # fmt: skip
+    Heartbeat(store, lambda: counters, lambda: 0, threading.Event()).beat()
+    with server.client() as client:
+        metrics = client.get("/metrics").text
+    assert "egresswatch_spool_bytes 4096.0" in metrics
+    assert "egresswatch_spool_batches 3.0" in metrics
+    assert "egresswatch_spool_dropped_events_total 9.0" in metrics
+    assert "egresswatch_spool_drained_events_total 1500.0" in metrics
+    assert "egresswatch_store_retries_total 4.0" in metrics
+    assert "egresswatch_store_lag_events 491.0" in metrics  # the dropped 9 are settled
