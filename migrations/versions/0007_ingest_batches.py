@@ -1,6 +1,6 @@
 """ingest_batches: ids of committed writer batches, so a re-drained spool writes nothing twice.
 
-Revision ID: 0007_ingest_batches
+Revision ID: 0007
 Revises: 0005 (the lead re-chains it after 0006 at merge)
 Create Date: 2026-12-05 06:50:00
 """
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007_ingest_batches"
+revision: str = "0007"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
