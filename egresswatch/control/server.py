@@ -13,6 +13,8 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine
+
 from egresswatch.control.jobs import WriterJob, answer_of
 from egresswatch.control.protocol import (
     MAX_LINE,
@@ -20,11 +22,13 @@ from egresswatch.control.protocol import (
     TIMEOUT,
     BadRequest,
     ControlError,
+    SignReport,
     encode,
     error,
     parse_request,
     socket_path,
 )
+from egresswatch.control.reports import sign_answer
 from egresswatch.counters import Counters
 from egresswatch.store.writer import EventWriter
 from egresswatch.webproc import web_user
@@ -53,13 +57,20 @@ def read_line(conn: socket.socket, limit: int = MAX_LINE) -> bytes:
 
 
 class ControlServer(threading.Thread):
-    """Serves the control socket at `path` until `close`; only `allowed_uids` may talk to it."""
+    """Serves the control socket at `path` until `close`; only `allowed_uids` may talk to it.
+    `reader` (an engine on the same store) builds the reports `report.sign` asks for.
+    """
 
     def __init__(
-        self, path: Path, writer: EventWriter, allowed_uids: Collection[int], group: int | None
+        self,
+        path: Path,
+        writer: EventWriter,
+        allowed_uids: Collection[int],
+        group: int | None,
+        reader: Engine | None = None,
     ) -> None:
         super().__init__(name="egresswatch-control", daemon=True)
-        self.path, self.writer = path, writer
+        self.path, self.writer, self.reader = path, writer, reader
         self.allowed_uids = frozenset(allowed_uids)
         self.group = group
         self.timeout = TIMEOUT  # for reading a request and for the writer to take it
@@ -142,9 +153,12 @@ class ControlServer(threading.Thread):
             return error("forbidden", f"uid {uid} may not control this agent")
         try:
             request = parse_request(read_line(conn))
-            job = WriterJob(answer_of(request))
-            job.post(self.writer)
-            answer = job.wait(self.timeout)
+            if isinstance(request, SignReport):
+                answer = sign_answer(self.reader, request)
+            else:
+                job = WriterJob(answer_of(request))
+                job.post(self.writer)
+                answer = job.wait(self.timeout)
         except BadRequest as exc:
             self._count(f"control.refused.{exc.code}")
             return error(exc.code, str(exc))
@@ -185,7 +199,7 @@ class ControlServer(threading.Thread):
             self.path.unlink()
 
 
-def for_agent(db_url: str, writer: EventWriter) -> ControlServer:
+def for_agent(db_url: str, writer: EventWriter, reader: Engine | None = None) -> ControlServer:
     """The control server of an agent writing the store at `db_url`: its own uid and root may
     ask, and as root also the dashboard's user (webproc), whose group owns the socket.
     """
@@ -195,4 +209,4 @@ def for_agent(db_url: str, writer: EventWriter) -> ControlServer:
             user = web_user()
             uids.add(user.pw_uid)
             group = user.pw_gid
-    return ControlServer(socket_path(db_url), writer, uids, group)
+    return ControlServer(socket_path(db_url), writer, uids, group, reader)

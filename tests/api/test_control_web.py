@@ -1,6 +1,10 @@
 """The dashboard process `egresswatch run` starts (webproc: unprivileged, store read-only)
 changes the store through the agent's control channel, and says why it cannot without one."""
 
+import json
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +14,7 @@ import pytest
 from egresswatch.store.alerts import AlertFilter, list_alerts
 from egresswatch.store.sessions import get_session
 from egresswatch.webproc import WebProcess
+from tests.api.server import HOSTILE_NAMES
 from tests.control.agent import Agent, dashboard_of, running_agent, shared_dir
 from tests.control.unprivileged import unprivileged_python
 
@@ -62,3 +67,48 @@ def test_without_the_agent_the_dashboard_says_why(agent: Agent, web: WebProcess)
     assert refused.status_code == 503
     assert "read-only for this user" in refused.json()["detail"]
     assert "no agent answers on" in refused.json()["detail"]
+
+
+def cli(*args: str, key: Path) -> subprocess.CompletedProcess[bytes]:
+    env = {"EGRESSWATCH_REPORT_KEY": str(key), "PATH": "/usr/bin:/bin", "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "egresswatch", *args],
+        check=False,
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_the_dashboard_serves_the_report_the_agent_signed(
+    agent: Agent, web: WebProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = tmp_path / "report-key.pem"  # the agent's (root's) key: the dashboard cannot read it
+    monkeypatch.setenv("EGRESSWATCH_REPORT_KEY", str(key))
+    with httpx.Client(base_url=web.url, timeout=30) as client:
+        sid = client.get("api/sessions").json()["sessions"][1]["id"]
+        files = {
+            fmt: client.get(f"api/sessions/{sid}/report", params={"format": fmt})
+            for fmt in ("json", "md", "html")
+        }
+    by_cli = cli("report", str(sid), "--format", "json", "--db", agent.store.url, key=key)
+    assert by_cli.returncode == 0, by_cli.stderr
+    ours, theirs = files["json"].json(), json.loads(by_cli.stdout)
+    assert ours["report"]["evidence_sha256"] == theirs["report"]["evidence_sha256"]
+    assert ours["report"]["evidence"] == theirs["report"]["evidence"]
+    assert ours["signature"]["public_key"] == theirs["signature"]["public_key"]
+    assert "unsigned" not in ours and key.stat().st_mode & 0o077 == 0
+    for fmt, got in files.items():
+        assert got.status_code == 200 and got.headers["x-egresswatch-signature"] == "ed25519"
+        saved = tmp_path / f"web.{fmt}"
+        saved.write_bytes(got.content)
+        verified = cli("report", "verify", str(saved), "--db", agent.store.url, key=key)
+        assert verified.returncode == 0 and verified.stdout.startswith(b"OK: signed"), fmt
+    page, md = files["html"].text, files["md"].text
+    assert "<img" not in page and "&lt;img src=x onerror=" in page
+    assert HOSTILE_NAMES[0].startswith("<img") and "\\<img src=x onerror=" in md
+    assert re.search(r"(?<!\\)<(?!!-- egresswatch-)", md) is None  # only the report's comments
+    tampered = tmp_path / "tampered.md"
+    tampered.write_bytes(files["md"].content.replace(b"egress", b"egresS", 1))
+    refused = cli("report", "verify", str(tampered), "--db", agent.store.url, key=key)
+    assert refused.returncode == 1 and b"does not match" in refused.stderr

@@ -69,7 +69,7 @@ def running_agent(directory: Path) -> Iterator[Agent]:
     write_events(db, sample_events(now))
     write_sessions_and_alerts(db, now)
     store = open_store(str(db))
-    control = for_agent(store.url, store.writer(batch_interval=0.02))
+    control = for_agent(store.url, store.writer(batch_interval=0.02), store.engine)
     control.open()
     control.start()
     try:

@@ -7,12 +7,14 @@ import os
 import socket
 import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from egresswatch.control.client import ControlClient, ControlUnavailable
 from egresswatch.control.protocol import MAX_LINE, ControlError
 from egresswatch.control.server import ControlServer
+from egresswatch.report.signed import verify_report
 from egresswatch.store.alerts import AlertFilter, list_alerts
 from egresswatch.store.sessions import get_session
 from tests.control.agent import Agent
@@ -173,3 +175,21 @@ def test_a_refused_peer_counts_as_no_agent(agent: Agent) -> None:
     agent.control.allowed_uids = frozenset({12345})
     with pytest.raises(ControlUnavailable, match="may not control this agent"):
         client(agent).start_session(None, False, ())
+
+
+def test_report_sign_builds_and_signs_without_the_writer(
+    agent: Agent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EGRESSWATCH_REPORT_KEY", str(tmp_path / "key.pem"))
+    sid = client(agent).start_session("to report", False, ())
+    before = agent.jobs_done()
+    data = client(agent).sign_report(sid, "json")
+    unknown = agent.send(b'{"cmd":"report.sign","session":987654,"format":"md"}\n')
+    bad_format = agent.send(b'{"cmd":"report.sign","session":1,"format":"pdf"}\n')
+    bad_id = agent.send(b'{"cmd":"report.sign","session":"1"}\n')
+    assert agent.jobs_done() == before  # a read: the single writer is not used
+    verdict = verify_report(data, agent.store.engine)
+    assert verdict.ok and verdict.session == sid, verdict.problems
+    assert answer(unknown)["error"] == "not_found"
+    assert answer(bad_format)["error"] == "bad_request" and "format" in str(answer(bad_format))
+    assert answer(bad_id)["error"] == "bad_request"
