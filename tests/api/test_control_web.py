@@ -2,6 +2,7 @@
 changes the store through the agent's control channel, and says why it cannot without one."""
 
 import json
+import pwd
 import re
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from egresswatch.control import server
 from egresswatch.store.alerts import AlertFilter, list_alerts
 from egresswatch.store.sessions import get_session
 from egresswatch.webproc import WebProcess
@@ -112,3 +114,43 @@ def test_the_dashboard_serves_the_report_the_agent_signed(
     tampered.write_bytes(files["md"].content.replace(b"egress", b"egresS", 1))
     refused = cli("report", "verify", str(tampered), "--db", agent.store.url, key=key)
     assert refused.returncode == 1 and b"does not match" in refused.stderr
+
+
+ASK_AS_NOBODY = (
+    "import socket, sys, contextlib\n"
+    "s = socket.socket(socket.AF_UNIX)\n"
+    "s.connect(sys.argv[1])\n"
+    "with contextlib.suppress(BrokenPipeError):\n"
+    '    s.sendall(b\'{"cmd": "session_start"}\\n\')\n'
+    "print(s.makefile().readline())\n"
+)
+
+
+def test_another_nobody_process_is_refused_the_dashboard_is_not(
+    agent: Agent, web: WebProcess
+) -> None:
+    assert web.user == "nobody" and agent.control.pinned_uid == 65534
+    assert 65534 not in agent.control.allowed_uids  # nobody is trusted by pid only
+    other = subprocess.run(
+        ["/usr/bin/python3", "-c", ASK_AS_NOBODY, str(agent.control.path)],
+        user="nobody", group="nogroup", extra_groups=[], capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert other.returncode == 0, other.stderr  # it may connect (the socket's group)...
+    refused = json.loads(other.stdout)
+    assert refused["error"] == "forbidden" and "shared account" in refused["detail"]  # ...not ask
+    with httpx.Client(base_url=web.url, timeout=15) as client:
+        started = client.post("api/sessions", json={"label": "pinned"})
+    assert started.status_code == 201  # the dashboard's own requests still go through
+    assert agent.control.counters().snapshot()["control.refused.peer"] == 1
+    assert Path(f"/proc/{web.process.pid}/mem").stat().st_uid == 0  # non-dumpable: no ptrace
+
+
+def test_a_dedicated_web_user_is_trusted_by_uid(
+    agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dedicated = pwd.struct_passwd(("egresswatch-web", "x", 64999, 64998, "", "/", "/bin/false"))
+    monkeypatch.setattr(server, "web_user", lambda: dedicated)
+    control = server.for_agent(agent.store.url, agent.store.writer())  # built, not opened
+    assert 64999 in control.allowed_uids and control.pinned_uid is None
+    assert control.group == 64998

@@ -87,6 +87,7 @@ def dashboard_of(agent: Agent, python: str) -> Iterator[WebProcess]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sys, "executable", python)  # what webproc starts
         web = start_web(agent.store.url, "127.0.0.1", free_port())
+    agent.control.pin_web(web.process)  # as `egresswatch run` does
     try:
         _wait_ready(web)
         yield web
