@@ -5,7 +5,6 @@ import json
 import pwd
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,8 @@ from egresswatch.store.alerts import AlertFilter, list_alerts
 from egresswatch.store.sessions import get_session
 from egresswatch.webproc import WebProcess
 from tests.api.server import HOSTILE_NAMES
-from tests.control.agent import Agent, dashboard_of, running_agent, shared_dir
+from tests.cli.session import egresswatch
+from tests.control.agent import Agent, ask_as, dashboard_of, running_agent, shared_dir
 from tests.control.unprivileged import unprivileged_python
 
 
@@ -71,15 +71,8 @@ def test_without_the_agent_the_dashboard_says_why(agent: Agent, web: WebProcess)
     assert "no agent answers on" in refused.json()["detail"]
 
 
-def cli(*args: str, key: Path) -> subprocess.CompletedProcess[bytes]:
-    env = {"EGRESSWATCH_REPORT_KEY": str(key), "PATH": "/usr/bin:/bin", "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "egresswatch", *args],
-        check=False,
-        capture_output=True,
-        env=env,
-        timeout=120,
-    )
+def cli(*args: str, key: Path) -> subprocess.CompletedProcess[str]:
+    return egresswatch(*args, env={"EGRESSWATCH_REPORT_KEY": str(key)})
 
 
 def test_the_dashboard_serves_the_report_the_agent_signed(
@@ -105,7 +98,7 @@ def test_the_dashboard_serves_the_report_the_agent_signed(
         saved = tmp_path / f"web.{fmt}"
         saved.write_bytes(got.content)
         verified = cli("report", "verify", str(saved), "--db", agent.store.url, key=key)
-        assert verified.returncode == 0 and verified.stdout.startswith(b"OK: signed"), fmt
+        assert verified.returncode == 0 and verified.stdout.startswith("OK: signed"), fmt
     page, md = files["html"].text, files["md"].text
     assert "<img" not in page and "&lt;img src=x onerror=" in page
     assert HOSTILE_NAMES[0].startswith("<img") and "\\<img src=x onerror=" in md
@@ -113,17 +106,7 @@ def test_the_dashboard_serves_the_report_the_agent_signed(
     tampered = tmp_path / "tampered.md"
     tampered.write_bytes(files["md"].content.replace(b"egress", b"egresS", 1))
     refused = cli("report", "verify", str(tampered), "--db", agent.store.url, key=key)
-    assert refused.returncode == 1 and b"does not match" in refused.stderr
-
-
-ASK_AS_NOBODY = (
-    "import socket, sys, contextlib\n"
-    "s = socket.socket(socket.AF_UNIX)\n"
-    "s.connect(sys.argv[1])\n"
-    "with contextlib.suppress(BrokenPipeError):\n"
-    '    s.sendall(b\'{"cmd": "session_start"}\\n\')\n'
-    "print(s.makefile().readline())\n"
-)
+    assert refused.returncode == 1 and "does not match" in refused.stderr
 
 
 def test_another_nobody_process_is_refused_the_dashboard_is_not(
@@ -131,11 +114,7 @@ def test_another_nobody_process_is_refused_the_dashboard_is_not(
 ) -> None:
     assert web.user == "nobody" and agent.control.pinned_uid == 65534
     assert 65534 not in agent.control.allowed_uids  # nobody is trusted by pid only
-    other = subprocess.run(
-        ["/usr/bin/python3", "-c", ASK_AS_NOBODY, str(agent.control.path)],
-        user="nobody", group="nogroup", extra_groups=[], capture_output=True, text=True,
-        timeout=60, check=False,
-    )  # fmt: skip
+    other = ask_as(agent.control.path, "--reuid=65534", "--regid=65534")
     assert other.returncode == 0, other.stderr  # it may connect (the socket's group)...
     refused = json.loads(other.stdout)
     assert refused["error"] == "forbidden" and "shared account" in refused["detail"]  # ...not ask
