@@ -3,6 +3,7 @@ equal (every flag bit, optional field, DNS answer, hello part and process fact).
 
 import uuid
 from collections.abc import Iterator
+from typing import get_args
 
 import pytest
 from hypothesis import given, settings
@@ -10,21 +11,21 @@ from hypothesis import strategies as st
 
 from egresswatch.model import (
     Attribution,
+    AttributionMethod,
     ClientHello,
     DnsAnswer,
     DnsMessage,
     Event,
     FlowKey,
     Observation,
+    ObservationKind,
     ProcessInfo,
     ProcessRef,
 )
 from egresswatch.store import Store, open_store
 from egresswatch.store.reads import events_after, newest_id
 
-TEXT = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30
-)
+TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=30)
 OPT_TEXT = st.none() | TEXT
 ADDR = st.ip_addresses().map(str)
 PORT = st.integers(0, 65535)
@@ -70,7 +71,7 @@ def dns_messages(draw: st.DrawFn, qname: str | None) -> DnsMessage:
 
 @st.composite
 def events(draw: st.DrawFn) -> Event:
-    kind = draw(st.sampled_from(["dns", "tls", "quic", "flow"]))
+    kind = draw(st.sampled_from(get_args(ObservationKind)))
     host = draw(st.none() | TEXT.map(lambda t: f"{t}.{uuid.uuid4().hex}"))  # new per example
     name = draw(st.none() | st.just(host) | TEXT)  # the packet's own name: qname or SNI
     flow = FlowKey(draw(st.sampled_from(["udp", "tcp"])), draw(ADDR), draw(PORT), draw(ADDR),
@@ -89,7 +90,7 @@ def events(draw: st.DrawFn) -> Event:
         tunneled=draw(st.booleans()),
     )
     proc = draw(st.none() | processes())
-    method = draw(st.none() | st.sampled_from(["ebpf", "sock-diag", "recent"]))
+    method = draw(st.none() | st.sampled_from(get_args(AttributionMethod)))
     category = None if host is None else draw(OPT_TEXT)
     classified = category is not None
     return Event(
