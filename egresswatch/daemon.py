@@ -244,6 +244,6 @@ def build_service(
     service = Service(
         capture, agent, recorder, retention, store, fanout, alerts, delivery, feed, transfers
     )
-    service.control = for_agent(store.url, writer)
+    service.control = for_agent(store.url, writer, store.engine)
     service.heartbeat = Heartbeat(store, service.counters, capture.queue.qsize, stop)
     return service

@@ -4,7 +4,7 @@ Every name a remote party chose (DNS names, SNI, process names, command lines) i
 plain JSON text; the dashboard renders it with textContent only.
 """
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -288,10 +288,19 @@ class SessionStartIn(BaseModel):
     tools: list[str] = Field(default_factory=list, max_length=32)
 
 
-class SessionReportOut(BaseModel):
-    """The verdict report of one session: the session, its alerts and its evidence events."""
+class ReportSignatureOut(BaseModel):
+    algorithm: Literal["ed25519"]
+    public_key: str = Field(description="base64 of the raw Ed25519 public key")
+    value: str = Field(description="base64 signature over the report's canonical JSON")
 
-    session: SessionOut
-    alerts: list[AlertOut]
-    evidence: list[EventOut]
-    evidence_total: int
+
+class SessionReportOut(BaseModel):
+    """The session's canonical report, the file `egresswatch report SESSION --format json`
+    writes: signed by the agent, or `signature` null and `unsigned` saying why."""
+
+    report: dict[str, Any] = Field(
+        description="egresswatch-session-report/1: session, summary, groups, alerts, "
+        "evidence (events --json records with event_id), evidence_sha256, remediation"
+    )
+    signature: ReportSignatureOut | None
+    unsigned: str | None = Field(default=None, description="why there is no signature")

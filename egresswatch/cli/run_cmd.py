@@ -81,6 +81,8 @@ def run(  # noqa: PLR0917 - typer maps each option to a parameter
         highlight=False,
     )
     web = None if no_web else _start_web(settings.store.url, web_port, stderr)
+    if web is not None and service.control is not None:
+        service.control.pin_web(web.process)  # a `nobody` dashboard is trusted by its pid
     notifier, _watchdog = announce_ready(
         lambda: service.agent.last_turn, stop, "capture live, store open"
     )

@@ -39,13 +39,15 @@ def web(
     Binds loopback by default. On any other address every request needs the token
     (`--show-token`), and without TLS it travels in clear text.
     """
-    from egresswatch.api.privilege import privileges
+    from egresswatch.api.privilege import forbid_tracing, privileges
     from egresswatch.api.server import WebOptions, build_components, is_loopback, serve, url_host
     from egresswatch.api.token import default_token_path, load_or_create_token
 
     db = db or os.environ.get("EGRESSWATCH_DB") or None
     if unprivileged and privileges():
         _fail(f"the web process must run without root or capabilities; has {privileges()}")
+    if unprivileged:
+        forbid_tracing()  # a shared web user's other processes cannot act as this one
     try:
         token = None
         if show_token or not is_loopback(host):

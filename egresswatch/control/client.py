@@ -10,10 +10,13 @@ from typing import Any
 
 from egresswatch.control.protocol import (
     MAX_LINE,
+    MAX_REPORT,
+    REPORT_TIMEOUT,
     TIMEOUT,
     Ack,
     ControlError,
     Request,
+    SignReport,
     StartSession,
     StopSession,
     encode,
@@ -34,20 +37,24 @@ class ControlClient:
     def available(self) -> bool:
         return self.path.is_socket()
 
-    def ask(self, request: Request) -> dict[str, Any]:
-        """The agent's answer (`ok` true); ControlError with its code otherwise."""
+    def ask(
+        self, request: Request, *, limit: int = MAX_LINE, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """The agent's answer (`ok` true, at most `limit` bytes); ControlError with its code
+        otherwise."""
+        timeout = self.timeout if timeout is None else timeout
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(self.timeout)
+            sock.settimeout(timeout)
             try:
                 sock.connect(str(self.path))
             except OSError as exc:
                 raise ControlUnavailable("unavailable", f"no agent on {self.path}: {exc}") from exc
             try:
                 _send(sock, encode(request_message(request)))
-                answer = _answer(sock)
+                answer = _answer(sock, limit)
             except TimeoutError:
                 raise ControlError(
-                    "timeout", f"the agent did not answer within {self.timeout:g} s"
+                    "timeout", f"the agent did not answer within {timeout:g} s"
                 ) from None
             except OSError as exc:
                 raise ControlError(
@@ -72,6 +79,14 @@ class ControlClient:
         answer = self.ask(StopSession(session_id))
         return answer["session"], answer["verdict"]
 
+    def sign_report(self, session_id: int, fmt: str) -> bytes:
+        """The session's report in `fmt`, built and signed by the agent (egresswatch.report)."""
+        answer = self.ask(SignReport(session_id, fmt), limit=MAX_REPORT, timeout=REPORT_TIMEOUT)
+        report = answer.get("report")
+        if not isinstance(report, str):
+            raise ControlError("bad_answer", "the agent's answer holds no report")
+        return report.encode("utf-8")
+
 
 def _send(sock: socket.socket, line: bytes) -> None:
     # The agent may answer before reading (e.g. `forbidden`) and close: read that answer then.
@@ -79,13 +94,15 @@ def _send(sock: socket.socket, line: bytes) -> None:
         sock.sendall(line)
 
 
-def _answer(sock: socket.socket) -> dict[str, Any]:
+def _answer(sock: socket.socket, limit: int) -> dict[str, Any]:
     data = bytearray()
-    while b"\n" not in data:
-        chunk = sock.recv(MAX_LINE + 1 - len(data))
-        if not chunk or len(data) + len(chunk) > MAX_LINE:
+    while True:
+        chunk = sock.recv(min(1 << 20, limit + 1 - len(data)))
+        if not chunk or len(data) + len(chunk) > limit:
             raise ControlError("bad_answer", "the agent's answer was cut short or too long")
         data += chunk
+        if b"\n" in chunk:  # only the new bytes: a large answer is scanned once
+            break
     try:
         answer = json.loads(data[: data.index(b"\n")])
     except ValueError as exc:

@@ -11,13 +11,19 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import OperationalError
 
-from egresswatch.control.protocol import Ack, ControlError, Request, StartSession, StopSession
+from egresswatch.control.protocol import (
+    Ack,
+    ControlError,
+    StartSession,
+    StopSession,
+    WriteRequest,
+)
 from egresswatch.store.alerts import acknowledge_in
 from egresswatch.store.sessions import NewSession, close_session, latest_open, open_session
 from egresswatch.store.writer import EventWriter
 
 
-def answer_of(request: Request) -> Callable[[Connection], dict[str, Any]]:
+def answer_of(request: WriteRequest) -> Callable[[Connection], dict[str, Any]]:
     """The writer job for `request`; it returns the answer to send."""
     if isinstance(request, Ack):
         return lambda conn: {"ok": True, "acknowledged": acknowledge_in(conn, request.ids)}

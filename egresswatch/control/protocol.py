@@ -13,6 +13,9 @@ from sqlalchemy.engine import make_url
 from egresswatch.errors import StoreError
 
 MAX_LINE = 16 * 1024  # bytes, newline included, each way
+MAX_REPORT = 64 * 1024 * 1024  # bytes of a report.sign answer (the signed report inside)
+REPORT_TIMEOUT = 120.0  # seconds a client waits for a signed report (it reads every event)
+REPORT_FORMATS = ("md", "html", "json")
 MAX_IDS = 1000
 MAX_LABEL = 255
 MAX_TOOLS = 64
@@ -55,7 +58,17 @@ class StopSession:
     session: int | None  # None: the newest open manual session
 
 
-Request = Ack | StartSession | StopSession
+@dataclass(frozen=True)
+class SignReport:
+    """The session's canonical report (egresswatch.report), built and signed by the agent with
+    the machine key the asker cannot read; the asker names the session, never sends bytes."""
+
+    session: int
+    format: str  # one of REPORT_FORMATS
+
+
+WriteRequest = Ack | StartSession | StopSession  # run by the store's single writer
+Request = WriteRequest | SignReport
 
 
 def socket_path(db_url: str) -> Path:
@@ -99,8 +112,10 @@ def parse_request(line: bytes) -> Request:
     if command == "session_stop":
         sid = message.get("session")
         return StopSession(None if sid is None else _id(sid))
+    if command == "report.sign":
+        return _sign(message)
     raise BadRequest("unknown_command", f"unknown command {str(command)[:40]!r}: "
-                     "ack, session_start or session_stop")  # fmt: skip
+                     "ack, session_start, session_stop or report.sign")  # fmt: skip
 
 
 def request_message(request: Request) -> dict[str, Any]:
@@ -110,6 +125,8 @@ def request_message(request: Request) -> dict[str, Any]:
     if isinstance(request, StartSession):
         return {"cmd": "session_start", "label": request.label, "strict": request.strict,
                 "tools": list(request.tools)}  # fmt: skip
+    if isinstance(request, SignReport):
+        return {"cmd": "report.sign", "session": request.session, "format": request.format}
     return {"cmd": "session_stop", "session": request.session}
 
 
@@ -137,3 +154,10 @@ def _start(message: dict[str, Any]) -> StartSession:
     if not all(isinstance(t, str) and 0 < len(t) <= MAX_LABEL for t in tools):
         raise BadRequest("bad_request", "tools: non-empty names")
     return StartSession(label, strict, tuple(tools))
+
+
+def _sign(message: dict[str, Any]) -> SignReport:
+    fmt = message.get("format", "json")
+    if fmt not in REPORT_FORMATS:
+        raise BadRequest("bad_request", f"format: one of {', '.join(REPORT_FORMATS)}")
+    return SignReport(_id(message.get("session")), fmt)

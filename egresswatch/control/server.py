@@ -1,6 +1,10 @@
 """The agent's end of the control channel: a listening AF_UNIX socket (mode 0660), peers
-checked with SO_PEERCRED, one request line and one answer line per connection, each request
+checked with SO_PEERCRED, one request line and one answer line per connection, each change
 run through the store's single writer.
+
+A dashboard running as a shared account (`nobody`) is not trusted by uid, since any process of
+that account would be: its uid is accepted only from the pid of the dashboard the agent started
+(`pin_web`), while that child is unreaped (so its pid cannot name another process).
 """
 
 import contextlib
@@ -8,10 +12,13 @@ import logging
 import os
 import socket
 import struct
+import subprocess
 import threading
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import Engine
 
 from egresswatch.control.jobs import WriterJob, answer_of
 from egresswatch.control.protocol import (
@@ -20,23 +27,28 @@ from egresswatch.control.protocol import (
     TIMEOUT,
     BadRequest,
     ControlError,
+    SignReport,
     encode,
     error,
     parse_request,
     socket_path,
 )
+from egresswatch.control.reports import sign_answer
 from egresswatch.counters import Counters
 from egresswatch.store.writer import EventWriter
 from egresswatch.webproc import web_user
 
 log = logging.getLogger(__name__)
 MAX_CLIENTS = 8
+SHARED_USERS = frozenset({"nobody"})  # accounts other services run as too: pid-pinned
 _UCRED = struct.Struct("3i")  # pid, uid, gid
 
 
-def peer_uid(conn: socket.socket) -> int:
+def peer_cred(conn: socket.socket) -> tuple[int, int]:
+    """(pid, uid) of the process that connected `conn`."""
     raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
-    return int(_UCRED.unpack(raw)[1])
+    pid, uid, _gid = _UCRED.unpack(raw)
+    return int(pid), int(uid)
 
 
 def read_line(conn: socket.socket, limit: int = MAX_LINE) -> bytes:
@@ -53,15 +65,27 @@ def read_line(conn: socket.socket, limit: int = MAX_LINE) -> bytes:
 
 
 class ControlServer(threading.Thread):
-    """Serves the control socket at `path` until `close`; only `allowed_uids` may talk to it."""
+    """Serves the control socket at `path` until `close`; only `allowed_uids` may talk to it,
+    and `pinned_uid` only from the process given to `pin_web`. `reader` (an engine on the same
+    store) builds the reports `report.sign` asks for.
+    """
 
     def __init__(
-        self, path: Path, writer: EventWriter, allowed_uids: Collection[int], group: int | None
+        self,
+        path: Path,
+        writer: EventWriter,
+        allowed_uids: Collection[int],
+        group: int | None,
+        *,
+        reader: Engine | None = None,
+        pinned_uid: int | None = None,
     ) -> None:
         super().__init__(name="egresswatch-control", daemon=True)
-        self.path, self.writer = path, writer
+        self.path, self.writer, self.reader = path, writer, reader
         self.allowed_uids = frozenset(allowed_uids)
         self.group = group
+        self.pinned_uid = pinned_uid
+        self._web: subprocess.Popen[bytes] | None = None
         self.timeout = TIMEOUT  # for reading a request and for the writer to take it
         self._counters = Counters()
         self._counted = threading.Lock()  # client threads count; the heartbeat reads
@@ -87,6 +111,22 @@ class ControlServer(threading.Thread):
         sock.listen(MAX_CLIENTS)
         sock.settimeout(0.2)
         self._sock = sock
+
+    def pin_web(self, process: subprocess.Popen[bytes]) -> None:
+        """The dashboard this agent started: the one process `pinned_uid` is accepted from."""
+        self._web = process
+
+    def _refusal(self, pid: int, uid: int) -> str | None:
+        """Why the peer (pid, uid) may not ask; None when it may."""
+        if uid in self.allowed_uids:
+            return None
+        if uid != self.pinned_uid:
+            return f"uid {uid} may not control this agent"
+        web = self._web
+        # returncode stays None until the child is reaped: until then no process reuses its pid.
+        if web is not None and web.returncode is None and web.pid == pid:
+            return None
+        return f"uid {uid} is a shared account: only the dashboard this agent started may ask"
 
     def _remove_stale(self) -> None:
         """A socket file left by an agent that is gone; a live one is an error."""
@@ -136,15 +176,18 @@ class ControlServer(threading.Thread):
 
     def handle(self, conn: socket.socket) -> dict[str, Any]:
         """The answer for the one request on `conn` (every failure is an answer)."""
-        uid = peer_uid(conn)
-        if uid not in self.allowed_uids:
+        refused = self._refusal(*peer_cred(conn))
+        if refused is not None:
             self._count("control.refused.peer")
-            return error("forbidden", f"uid {uid} may not control this agent")
+            return error("forbidden", refused)
         try:
             request = parse_request(read_line(conn))
-            job = WriterJob(answer_of(request))
-            job.post(self.writer)
-            answer = job.wait(self.timeout)
+            if isinstance(request, SignReport):
+                answer = sign_answer(self.reader, request)
+            else:
+                job = WriterJob(answer_of(request))
+                job.post(self.writer)
+                answer = job.wait(self.timeout)
         except BadRequest as exc:
             self._count(f"control.refused.{exc.code}")
             return error(exc.code, str(exc))
@@ -185,14 +228,18 @@ class ControlServer(threading.Thread):
             self.path.unlink()
 
 
-def for_agent(db_url: str, writer: EventWriter) -> ControlServer:
+def for_agent(db_url: str, writer: EventWriter, reader: Engine | None = None) -> ControlServer:
     """The control server of an agent writing the store at `db_url`: its own uid and root may
-    ask, and as root also the dashboard's user (webproc), whose group owns the socket.
+    ask, and as root also the dashboard's user (webproc), whose group owns the socket: a
+    dedicated user by uid, a shared one (`nobody`) only from the pid given to `pin_web`.
     """
-    uids, group = {0, os.geteuid()}, None
+    uids, group, pinned = {0, os.geteuid()}, None, None
     if os.geteuid() == 0:
         with contextlib.suppress(LookupError):
             user = web_user()
-            uids.add(user.pw_uid)
             group = user.pw_gid
-    return ControlServer(socket_path(db_url), writer, uids, group)
+            if user.pw_name in SHARED_USERS:
+                pinned = user.pw_uid
+            else:
+                uids.add(user.pw_uid)
+    return ControlServer(socket_path(db_url), writer, uids, group, reader=reader, pinned_uid=pinned)

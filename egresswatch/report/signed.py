@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine
 
 from egresswatch.report.evidence import canonical, evidence_records, evidence_sha256
-from egresswatch.report.render import to_html, to_markdown
+from egresswatch.report.render import html_text, md_text, to_html, to_markdown
 from egresswatch.report.signing import public_text, sign, valid
 
 _TRAILER = re.compile(
@@ -42,6 +42,21 @@ def signed_report(doc: dict[str, Any], fmt: str, key: Ed25519PrivateKey) -> byte
         body
         + f"<!-- egresswatch-signature ed25519 {public_text(key)} {sign(key, body)} -->\n".encode()
     )
+
+
+def unsigned_report(doc: dict[str, Any], fmt: str, why: str) -> bytes:
+    """The same report in `fmt` without a signature, saying so where a reader looks first:
+    JSON `"signature": null` and `"unsigned": why`; a first line in Markdown and HTML.
+    `verify` refuses it (no signature)."""
+    if fmt == "json":
+        envelope = {"report": doc, "signature": None, "unsigned": why}
+        return (json.dumps(envelope, indent=2, sort_keys=True, ensure_ascii=True) + "\n").encode()
+    if fmt == "md":
+        return (f"**UNSIGNED**: {md_text(why)}\n\n" + to_markdown(doc)).encode("utf-8")
+    page = to_html(doc)
+    cut = page.index("</h1>") + len("</h1>")
+    line = f'\n<p class="unsigned"><strong>UNSIGNED</strong>: {html_text(why)}</p>'
+    return (page[:cut] + line + page[cut:]).encode("utf-8")
 
 
 @dataclass

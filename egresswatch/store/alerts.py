@@ -9,7 +9,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.orm import Session
 
 from egresswatch.model import SEVERITIES, Alert, Severity
-from egresswatch.store.ingest import opt, storable
+from egresswatch.store.rows import opt, storable
 from egresswatch.store.schema import AlertRow
 from egresswatch.store.sessions import reading, writing
 
@@ -45,7 +45,7 @@ def record_alert(conn: Connection, alert: Alert) -> tuple[Alert, bool]:
             .where(AlertRow.id == existing.id)
             .values(count=AlertRow.count + 1, last_ts=max(existing.last_ts, alert.time))
         )
-        repeat = _alert(existing)
+        repeat = alert_from_row(existing)
         return replace(repeat, count=repeat.count + 1, last_time=alert.time), False
     new_id = conn.execute(insert(AlertRow).values(_values(alert, key)).returning(AlertRow.id))
     return replace(alert, id=int(new_id.scalar_one()), last_time=alert.time), True
@@ -87,7 +87,7 @@ def list_alerts(engine: Engine, flt: AlertFilter, limit: int = 1000) -> list[Ale
 
     def read() -> list[Alert]:
         with Session(engine) as conn:
-            return [_alert(row) for row in reversed(list(conn.execute(query).scalars()))]
+            return [alert_from_row(row) for row in reversed(list(conn.execute(query).scalars()))]
 
     return reading(read)
 
@@ -106,7 +106,7 @@ def acknowledge_in(conn: Connection, ids: Sequence[int]) -> list[int]:
     return found
 
 
-def _alert(row: Any) -> Alert:
+def alert_from_row(row: Any) -> Alert:
     """An Alert from a mapped AlertRow or a Core row of the alerts table."""
     severity: Any = row.severity if row.severity in SEVERITIES else "info"
     return Alert(

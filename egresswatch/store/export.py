@@ -10,7 +10,8 @@ from sqlalchemy import Engine
 
 from egresswatch.errors import StoreError
 from egresswatch.record import event_to_dict, to_json_line
-from egresswatch.store.queries import EventFilter, StoredEvent, iter_events
+from egresswatch.store.queries import EventFilter, iter_events
+from egresswatch.store.rows import StoredEvent
 
 FORMATS = ("jsonl", "csv")
 # CSV columns: every key an event record can have (docs/events.md), in a stable order.

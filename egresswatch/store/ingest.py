@@ -4,36 +4,27 @@ The id caches are only valid for the transaction they were filled in and the one
 the writer calls `forget()` whenever a transaction rolls back.
 """
 
-import json
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Column, Connection, insert
 
-from egresswatch.model import Event, Observation, ProcessInfo
+from egresswatch.model import Event, ProcessInfo
 from egresswatch.store.interning import insert_missing, intern_row
-from egresswatch.store.schema import (
-    ATTRIBUTION_METHOD_CODES,
-    DNS_PROTO_CODES,
-    FLAG_DNS_ID,
-    FLAG_DNS_OPCODE,
-    FLAG_DNS_PROTO,
-    FLAG_DNS_RESPONSE,
-    FLAG_DNS_TRUNCATED,
-    FLAG_KIND,
-    FLAG_NAME_CONFLICT,
-    FLAG_NAME_IS_HOST,
-    FLAG_NAME_SOURCE,
-    FLAG_PORTS_SWAPPED,
-    FLAG_TRANSPORT,
-    FLAG_TUNNELED,
-    KIND_CODES,
-    NAME_SOURCE_CODES,
-    TRANSPORT_CODES,
-    pack_flags,
-    pack_ports,
+from egresswatch.store.rows import (
+    ADDRESS_TYPES,
+    detail_text,
+    event_flags,
+    event_name,
+    method_code,
+    name_candidates_text,
+    opt,
+    process_values,
+    sha_bytes,
+    storable,
 )
+from egresswatch.store.schema import NAME_SOURCE_CODES, pack_ports
 from egresswatch.store.statements import (
     ADDR,
     DEST_CLASS,
@@ -51,30 +42,8 @@ from egresswatch.store.statements import (
     insert_events,
 )
 
+__all__ = ["CACHE_LIMIT", "Ingest", "storable"]  # storable: re-exported for older importers
 CACHE_LIMIT = 100_000
-ADDRESS_TYPES = frozenset({"A", "AAAA"})
-
-
-def storable(text: str) -> str:
-    """`text` made storable in any backend: NUL and lone surrogates become backslash escapes.
-
-    PostgreSQL TEXT cannot hold NUL and UTF-8 cannot hold lone surrogates; everything else,
-    however hostile, is stored exactly (display escaping is the reader's job).
-    """
-    if "\x00" in text:
-        text = text.replace("\x00", "\\x00")
-    if text.isascii():
-        return text
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def opt(text: str | None) -> str | None:
-    return None if text is None else storable(text)
-
-
-def to_json(items: Sequence[Any]) -> str:
-    # ensure_ascii keeps NULs and surrogates as \u escapes, so the JSON round-trips exactly.
-    return json.dumps(list(items), separators=(",", ":"))
 
 
 @dataclass
@@ -155,7 +124,7 @@ class Ingest:
         key = ("executables", (path, sha))
         hit = self.ids.get(key)
         if hit is None:
-            values = {"path": opt(path), "sha256": _sha_bytes(sha)}
+            values = {"path": opt(path), "sha256": sha_bytes(sha)}
             hit = intern_row(conn, T_EXE, values)
             self.ids[key] = hit
         return hit
@@ -164,7 +133,7 @@ class Ingest:
         key = ("processes", proc)
         hit = self.ids.get(key)
         if hit is None:
-            values = _process_values(proc, self._executable(conn, proc.exe, proc.exe_sha256))
+            values = process_values(proc, self._executable(conn, proc.exe, proc.exe_sha256))
             hit = intern_row(conn, T_PROC, values, {"first_seen": ts})
             self.ids[key] = hit
         return hit
@@ -223,11 +192,11 @@ class Ingest:
         obs = ev.observation
         proc = ev.attribution.process
         ports, swapped = pack_ports(obs.flow.sport, obs.flow.dport)
-        name = _event_name(ev)
+        name = event_name(ev)
         name_is_host = name is not None and name == ev.host
         row: dict[str, Any] = {
             "ts": obs.ts,
-            "flags": _flags(ev, swapped, name_is_host),
+            "flags": event_flags(ev, swapped, name_is_host),
             "src_id": self.address(conn, obs.flow.src),
             "dst_id": self.address(conn, obs.flow.dst),
             "ports": ports,
@@ -237,8 +206,8 @@ class Ingest:
             "tool_id": None if ev.tool is None else self.label(conn, ev.tool),
             "name_id": None if name is None or name_is_host else self.host(conn, name),
             "detail_id": self._detail(conn, ev),
-            "attribution_method": _method_code(ev),
-            "name_candidates": json.dumps(ev.name_candidates) if ev.name_ambiguous else None,
+            "attribution_method": method_code(ev),
+            "name_candidates": name_candidates_text(ev),
         }
         hello = obs.hello
         if hello is not None and hello.sni is not None:
@@ -319,81 +288,5 @@ class Ingest:
         self._names.clear()
 
 
-def detail_text(obs: Observation) -> str:
-    """The few-valued parts of an observation as one JSON label: a list of tagged parts,
-    ["d", qtype, rcode] for DNS, ["h", alpn, legacy_version, supported_versions, ech] for a
-    hello, ["v", quic_version], in that order (queries look for a leading DNS part).
-    """
-    parts: list[list[Any]] = []
-    if obs.dns is not None:
-        parts.append(["d", obs.dns.qtype, obs.dns.rcode])
-    if obs.hello is not None:
-        h = obs.hello
-        parts.append(["h", list(h.alpn), h.legacy_version, list(h.supported_versions), h.ech])
-    if obs.quic_version is not None:
-        parts.append(["v", obs.quic_version])
-    return to_json(parts)
-
-
-def _event_name(ev: Event) -> str | None:
-    """The name the packet itself carries: a DNS question's or a hello's SNI."""
-    obs = ev.observation
-    if obs.dns is not None:
-        return obs.dns.qname
-    return None if obs.hello is None else obs.hello.sni
-
-
-def _method_code(ev: Event) -> int | None:
-    method = ev.attribution.method
-    return None if method is None else ATTRIBUTION_METHOD_CODES[method]
-
-
-def _flags(ev: Event, ports_swapped: int, name_is_host: bool) -> int:
-    obs = ev.observation
-    fields = {
-        FLAG_KIND: KIND_CODES[obs.kind],
-        FLAG_TRANSPORT: TRANSPORT_CODES[obs.flow.transport],
-        FLAG_TUNNELED: int(obs.tunneled),
-        FLAG_NAME_CONFLICT: int(ev.name_conflict),
-        FLAG_NAME_SOURCE: 0 if ev.name_source is None else NAME_SOURCE_CODES[ev.name_source] + 1,
-        FLAG_DNS_PROTO: 0 if obs.dns_proto is None else DNS_PROTO_CODES[obs.dns_proto] + 1,
-        FLAG_PORTS_SWAPPED: ports_swapped,
-        FLAG_NAME_IS_HOST: int(name_is_host),
-    }
-    if obs.dns is not None:
-        fields[FLAG_DNS_RESPONSE] = int(obs.dns.is_response)
-        fields[FLAG_DNS_TRUNCATED] = int(obs.dns.truncated)
-        fields[FLAG_DNS_ID] = obs.dns.id
-        fields[FLAG_DNS_OPCODE] = obs.dns.opcode
-    return pack_flags(fields)
-
-
 def _seen_params(row_id: int, seen: _Seen) -> dict[str, Any]:
     return {"b_id": row_id, "b_first": seen.first, "b_last": seen.last, "b_n": seen.count}
-
-
-def _sha_bytes(sha: str | None) -> bytes | None:
-    if sha is None:
-        return None
-    try:
-        return bytes.fromhex(sha)
-    except ValueError:
-        return storable(sha).encode()
-
-
-def _process_values(proc: ProcessInfo, exe_id: int | None) -> dict[str, Any]:
-    ancestry = [[ref.pid, ref.name, ref.exe] for ref in proc.ancestry]
-    return {
-        "pid": proc.pid,
-        "start_time": proc.start_time,
-        "name": storable(proc.name),
-        "exe_id": exe_id,
-        "cmdline": to_json(proc.cmdline),
-        "user": opt(proc.user),
-        "ppid": proc.ppid,
-        "ancestry": to_json(ancestry),
-        "netns": proc.netns,
-        "container": opt(proc.container),
-        "tool": opt(proc.tool),
-        "tool_reason": opt(proc.tool_reason),
-    }

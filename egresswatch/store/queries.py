@@ -1,56 +1,32 @@
 """The store's read side: events in a time window, filtered, rebuilt as model records; stats."""
 
-import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Engine, Row, Select, and_, func, or_, select, text
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
-from egresswatch.model import (
-    Attribution,
-    ClientHello,
-    DnsAnswer,
-    DnsMessage,
-    Event,
-    FlowKey,
-    Observation,
-    ProcessInfo,
-    ProcessRef,
+from egresswatch.store.rows import (
+    DNS_DETAIL,
+    StoredAnswer,
+    StoredEvent,
+    dest_host,
+    detail_label,
+    event_select,
+    load_answers,
+    name_host,
+    stored_event,
+    stored_events,
 )
 from egresswatch.store.schema import (
-    ATTRIBUTION_METHOD_CODES,
     BLOCK_BITS,
-    DNS_PROTO_CODES,
-    FLAG_DNS_ID,
-    FLAG_DNS_OPCODE,
-    FLAG_DNS_PROTO,
-    FLAG_DNS_RESPONSE,
-    FLAG_DNS_TRUNCATED,
-    FLAG_KIND,
-    FLAG_NAME_CONFLICT,
-    FLAG_NAME_IS_HOST,
-    FLAG_NAME_SOURCE,
-    FLAG_PORTS_SWAPPED,
-    FLAG_TRANSPORT,
-    FLAG_TUNNELED,
-    KIND_CODES,
-    NAME_SOURCE_CODES,
-    TRANSPORT_CODES,
-    Address,
     Base,
     Destination,
     DestinationBlock,
-    DnsAnswerRow,
     EventRow,
-    Executable,
-    Hostname,
     Label,
-    Process,
-    flag,
-    unpack_ports,
 )
 from egresswatch.store.window import (
     id_bounds,
@@ -61,13 +37,19 @@ from egresswatch.store.window import (
     window_top,
 )
 
-_KINDS = {v: k for k, v in KIND_CODES.items()}
-_TRANSPORTS = {v: k for k, v in TRANSPORT_CODES.items()}
-_DNS_PROTOS = {v: k for k, v in DNS_PROTO_CODES.items()}
-_NAME_SOURCES = {v: k for k, v in NAME_SOURCE_CODES.items()}
-_METHODS = {v: k for k, v in ATTRIBUTION_METHOD_CODES.items()}
+__all__ = [  # StoredEvent (of rows) is re-exported: readers name it from here too
+    "PAGE",
+    "EventFilter",
+    "StoreStats",
+    "StoredEvent",
+    "database_size",
+    "filtered",
+    "iter_events",
+    "like_suffix",
+    "query_events",
+    "store_stats",
+]
 PAGE = 1000
-DNS_DETAIL = '[["d",'  # how ingest.detail_text starts for a DNS message
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +64,6 @@ class EventFilter:
 
 
 @dataclass(frozen=True, slots=True)
-class StoredEvent:
-    id: int
-    event: Event
-
-
-@dataclass(frozen=True, slots=True)
 class StoreStats:
     url: str
     size_bytes: int | None
@@ -97,53 +73,12 @@ class StoreStats:
     revision: str | None
 
 
-_status = aliased(Label, name="status")
-_tool = aliased(Label, name="tool")
-_detail = aliased(Label, name="detail")
-_dest_host = aliased(Hostname, name="dest_host")
-_name = aliased(Hostname, name="name")
-_src = aliased(Address, name="src")
-_dst = aliased(Address, name="dst")
-
-
-def _base_query() -> Select[*tuple[Any, ...]]:
-    return (
-        select(
-            EventRow,
-            _status.text.label("status"),
-            Process,
-            Executable.path.label("exe_path"),
-            Executable.sha256.label("exe_sha"),
-            _dest_host.name.label("host"),
-            Destination.category,
-            Destination.catalog_entry,
-            Destination.category_source,
-            Destination.category_confidence,
-            _tool.text.label("tool"),
-            _name.name.label("name"),
-            _detail.text.label("detail"),
-            _src.addr.label("src"),
-            _dst.addr.label("dst"),
-        )
-        .join(_status, _status.id == EventRow.status_id)
-        .join(_src, _src.id == EventRow.src_id)
-        .join(_dst, _dst.id == EventRow.dst_id)
-        .outerjoin(Process, Process.id == EventRow.process_id)
-        .outerjoin(Executable, Executable.id == Process.exe_id)
-        .outerjoin(Destination, Destination.id == EventRow.destination_id)
-        .outerjoin(_dest_host, _dest_host.id == Destination.hostname_id)
-        .outerjoin(_tool, _tool.id == EventRow.tool_id)
-        .outerjoin(_name, _name.id == EventRow.name_id)
-        .outerjoin(_detail, _detail.id == EventRow.detail_id)
-    )
-
-
-def _like_suffix(name: str) -> str:
+def like_suffix(name: str) -> str:
     escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return "%." + escaped
 
 
-def _filtered(query: Select[*tuple[Any, ...]], flt: EventFilter) -> Select[*tuple[Any, ...]]:
+def filtered(query: Select[*tuple[Any, ...]], flt: EventFilter) -> Select[*tuple[Any, ...]]:
     conds = []
     if flt.since is not None:
         conds.append(EventRow.ts >= flt.since)
@@ -157,15 +92,15 @@ def _filtered(query: Select[*tuple[Any, ...]], flt: EventFilter) -> Select[*tupl
         query = _in_destination_blocks(query, Destination.category == flt.category)
     if flt.host is not None:
         host = flt.host.rstrip(".").lower()
-        pattern = _like_suffix(host)
+        pattern = like_suffix(host)
         # A DNS question's name (stored only where it is not the host) matches too.
-        is_dns = _detail.text.startswith(DNS_DETAIL, autoescape=True)
+        is_dns = detail_label.text.startswith(DNS_DETAIL, autoescape=True)
         conds.append(
             or_(
-                _dest_host.name == host,
-                _dest_host.name.like(pattern, escape="\\"),
-                and_(is_dns, _name.name == host),
-                and_(is_dns, _name.name.like(pattern, escape="\\")),
+                dest_host.name == host,
+                dest_host.name.like(pattern, escape="\\"),
+                and_(is_dns, name_host.name == host),
+                and_(is_dns, name_host.name.like(pattern, escape="\\")),
             )
         )
     return query.where(and_(*conds)) if conds else query
@@ -193,17 +128,16 @@ def query_events(engine: Engine, flt: EventFilter, limit: int = 100) -> list[Sto
     if limit <= 0:
         return []
     with Session(engine) as conn:
-        probe = _filtered(_base_query().with_only_columns(EventRow.ts), flt)
+        probe = filtered(event_select().with_only_columns(EventRow.ts), flt)
         floor = nth_newest_ts(conn, probe, limit)
         since = flt.since if floor is None else floor
         bounds = id_bounds(conn, since, flt.until)
         if bounds is None:
             return []
-        query = _filtered(_base_query(), replace(flt, since=since)).where(in_ids(bounds))
+        query = filtered(event_select(), replace(flt, since=since)).where(in_ids(bounds))
         query = query.order_by(EventRow.ts.desc(), EventRow.id.desc()).limit(limit)
-        rows = list(conn.execute(query))
-        answers = _answers(conn, rows)
-    return [_stored(row, answers) for row in reversed(rows)]
+        events = stored_events(conn, list(conn.execute(query)))
+    return events[::-1]
 
 
 def iter_events(engine: Engine, flt: EventFilter, page: int = PAGE) -> Iterator[StoredEvent]:
@@ -226,7 +160,7 @@ def iter_events(engine: Engine, flt: EventFilter, page: int = PAGE) -> Iterator[
             rows, answers = _window_page(
                 conn, replace(flt, since=low), top, first, after=after, page=page
             )
-        yield from (_stored(row, answers) for row in rows)
+        yield from (stored_event(row, answers) for row in rows)
         if len(rows) == page:
             after = (rows[-1].EventRow.ts, rows[-1].EventRow.id)
         else:
@@ -241,135 +175,17 @@ def _window_page(
     *,
     after: tuple[float, int] | None,
     page: int,
-) -> tuple[list[Row[Any]], dict[int, list["_Answer"]]]:
+) -> tuple[list[Row[Any]], dict[int, list[StoredAnswer]]]:
     """Up to `page` events with flt.since <= ts <= top, after the (ts, id) key `after`."""
     bounds = id_bounds(conn, flt.since, top, first_block)
     if bounds is None:
         return [], {}
-    query = _filtered(_base_query(), flt).where(in_ids(bounds), EventRow.ts <= top)
+    query = filtered(event_select(), flt).where(in_ids(bounds), EventRow.ts <= top)
     if after is not None:
         ts, eid = after
         query = query.where(or_(EventRow.ts > ts, and_(EventRow.ts == ts, EventRow.id > eid)))
     rows = list(conn.execute(query.order_by(EventRow.ts, EventRow.id).limit(page)))
-    return rows, _answers(conn, rows)
-
-
-# One stored answer: its name (None: the question's), type, data and TTL.
-_Answer = tuple[str | None, str, str | None, int]
-
-
-def _answers(conn: Session, rows: Sequence[Row[Any]]) -> dict[int, list[_Answer]]:
-    """The stored answers of the DNS events among `rows`, by event id."""
-    event_ids = [r.EventRow.id for r in rows if (r.detail or "").startswith(DNS_DETAIL)]
-    out: dict[int, list[_Answer]] = {}
-    if not event_ids:
-        return out
-    name, kind, addr = aliased(Hostname), aliased(Label), aliased(Address)
-    query = (
-        select(DnsAnswerRow, name.name, kind.text, addr.addr)
-        .outerjoin(name, name.id == DnsAnswerRow.hostname_id)
-        .join(kind, kind.id == DnsAnswerRow.type_id)
-        .outerjoin(addr, addr.id == DnsAnswerRow.address_id)
-        .where(DnsAnswerRow.event_id.in_(event_ids))
-        .order_by(DnsAnswerRow.event_id, DnsAnswerRow.ord)
-    )
-    for ans, host, rtype, address in conn.execute(query):
-        data = address if address is not None else ans.data
-        out.setdefault(ans.event_id, []).append((host, rtype, data, ans.ttl))
-    return out
-
-
-def _stored(row: Row[Any], answers: dict[int, list[_Answer]]) -> StoredEvent:
-    ev: EventRow = row.EventRow
-    method = None if ev.attribution_method is None else _METHODS.get(ev.attribution_method)
-    attribution = Attribution(row.status, _process(row), method)  # type: ignore[arg-type]
-    event = Event(
-        observation=_observation(row, answers.get(ev.id, [])),
-        attribution=attribution,
-        host=row.host,
-        name_source=_code(_NAME_SOURCES, flag(ev.flags, FLAG_NAME_SOURCE)),  # type: ignore[arg-type]
-        name_conflict=bool(flag(ev.flags, FLAG_NAME_CONFLICT)),
-        category=row.category,
-        catalog_entry=row.catalog_entry,
-        tool=row.tool,
-        name_candidates=tuple(json.loads(ev.name_candidates)) if ev.name_candidates else (),
-        category_source=row.category_source,
-        category_confidence=row.category_confidence,
-    )
-    return StoredEvent(ev.id, event)
-
-
-def _observation(row: Row[Any], answers: list[_Answer]) -> Observation:
-    ev: EventRow = row.EventRow
-    flags = ev.flags
-    transport = _TRANSPORTS[flag(flags, FLAG_TRANSPORT)]
-    sport, dport = unpack_ports(ev.ports, flag(flags, FLAG_PORTS_SWAPPED))
-    flow = FlowKey(transport, row.src, sport, row.dst, dport)  # type: ignore[arg-type]
-    name = row.host if flag(flags, FLAG_NAME_IS_HOST) else row.name
-    parts = {part[0]: part[1:] for part in json.loads(row.detail or "[]")}
-    dns, hello = parts.get("d"), parts.get("h")
-    return Observation(
-        ts=ev.ts,
-        kind=_KINDS[flag(flags, FLAG_KIND)],  # type: ignore[arg-type]
-        flow=flow,
-        dns=None if dns is None else _dns(flags, dns, name, answers),
-        dns_proto=_code(_DNS_PROTOS, flag(flags, FLAG_DNS_PROTO)),  # type: ignore[arg-type]
-        hello=None if hello is None else _hello(hello, name),
-        quic_version=parts.get("v", [None])[0],
-        tunneled=bool(flag(flags, FLAG_TUNNELED)),
-    )
-
-
-def _dns(flags: int, part: list[Any], qname: str | None, answers: list[_Answer]) -> DnsMessage:
-    qtype, rcode = part
-    return DnsMessage(
-        id=flag(flags, FLAG_DNS_ID),
-        is_response=bool(flag(flags, FLAG_DNS_RESPONSE)),
-        opcode=flag(flags, FLAG_DNS_OPCODE),
-        qname=qname,
-        qtype=qtype,
-        rcode=rcode,
-        truncated=bool(flag(flags, FLAG_DNS_TRUNCATED)),
-        answers=tuple(DnsAnswer(_or(n, qname), t, d, ttl) for n, t, d, ttl in answers),
-    )
-
-
-def _or(name: str | None, qname: str | None) -> str:
-    # NULL stands for the question's name (never None when an answer was stored that way).
-    return name if name is not None else qname or ""
-
-
-def _hello(part: list[Any], sni: str | None) -> ClientHello:
-    alpn, legacy_version, supported_versions, ech = part
-    return ClientHello(sni, tuple(alpn), legacy_version, tuple(supported_versions), ech)
-
-
-def _code(names: dict[int, str], packed: int) -> str | None:
-    """An optional field's name from its flags value (code + 1; 0 is None)."""
-    return None if packed == 0 else names[packed - 1]
-
-
-def _process(row: Row[Any]) -> ProcessInfo | None:
-    proc: Process | None = row.Process
-    if proc is None:
-        return None
-    ancestry = tuple(ProcessRef(p, n, x) for p, n, x in json.loads(proc.ancestry))
-    sha: bytes | None = row.exe_sha
-    return ProcessInfo(
-        pid=proc.pid,
-        name=proc.name,
-        exe=row.exe_path,
-        exe_sha256=None if sha is None else sha.hex(),
-        cmdline=tuple(json.loads(proc.cmdline)),
-        user=proc.user,
-        ppid=proc.ppid,
-        start_time=proc.start_time,
-        ancestry=ancestry,
-        netns=proc.netns,
-        container=proc.container,
-        tool=proc.tool,
-        tool_reason=proc.tool_reason,
-    )
+    return rows, load_answers(conn, rows)
 
 
 def store_stats(engine: Engine, revision: str | None) -> StoreStats:

@@ -11,15 +11,9 @@ from sqlalchemy import ColumnElement, Engine, Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from egresswatch.model import Alert
-from egresswatch.store.alerts import _alert as alert_from_row
-from egresswatch.store.queries import (
-    EventFilter,
-    StoredEvent,
-    _answers,
-    _base_query,
-    _filtered,
-    _stored,
-)
+from egresswatch.store.alerts import alert_from_row
+from egresswatch.store.queries import EventFilter, filtered
+from egresswatch.store.rows import StoredEvent, event_select, stored_events
 from egresswatch.store.schema import (
     BLOCK_BITS,
     FLAG_KIND,
@@ -67,7 +61,7 @@ def page_events(
     if (query.kind is not None and query.kind not in KIND_CODES) or query.ids == ():
         return EventPage([], None)
     with Session(engine) as conn:
-        probe = _narrowed(_base_query().with_only_columns(EventRow.ts), query, after)
+        probe = _narrowed(event_select().with_only_columns(EventRow.ts), query, after)
         floor = nth_newest_ts(conn, probe, limit + 1)
         since = _later(query.base.since, floor)
         top = after.ts if after is not None else query.base.until
@@ -75,11 +69,10 @@ def page_events(
         if bounds is None:
             return EventPage([], None)
         narrowed = replace(query, base=replace(query.base, since=since))
-        select_rows = _narrowed(_base_query(), narrowed, after).where(in_ids(bounds))
+        select_rows = _narrowed(event_select(), narrowed, after).where(in_ids(bounds))
         select_rows = select_rows.order_by(EventRow.ts.desc(), EventRow.id.desc())
         rows = list(conn.execute(select_rows.limit(limit + 1)))
-        answers = _answers(conn, rows[:limit])
-    events = [_stored(row, answers) for row in rows[:limit]]
+        events = stored_events(conn, rows[:limit])
     more = len(rows) > limit
     return EventPage(
         events, Cursor(events[-1].event.observation.ts, events[-1].id) if more else None
@@ -89,10 +82,8 @@ def page_events(
 def events_after(engine: Engine, last_id: int, limit: int = 500) -> list[StoredEvent]:
     """Events stored after id `last_id`, in id (arrival) order: what a live tail shows next."""
     with Session(engine) as conn:
-        query = _base_query().where(EventRow.id > last_id).order_by(EventRow.id).limit(limit)
-        rows = list(conn.execute(query))
-        answers = _answers(conn, rows)
-    return [_stored(row, answers) for row in rows]
+        query = event_select().where(EventRow.id > last_id).order_by(EventRow.id).limit(limit)
+        return stored_events(conn, list(conn.execute(query)))
 
 
 def newest_id(engine: Engine) -> int:
@@ -122,7 +113,7 @@ def _narrowed(query: Select[Any], browse: EventQuery, after: Cursor | None) -> S
         conds.append(
             or_(EventRow.ts < after.ts, and_(EventRow.ts == after.ts, EventRow.id < after.id))
         )
-    query = _filtered(query, browse.base)
+    query = filtered(query, browse.base)
     return query.where(*conds) if conds else query
 
 
@@ -137,10 +128,8 @@ def events_by_ids(engine: Engine, ids: list[int]) -> list[StoredEvent]:
     if not ids:
         return []
     with Session(engine) as conn:
-        query = _base_query().where(EventRow.id.in_(ids)).order_by(EventRow.id)
-        rows = list(conn.execute(query))
-        answers = _answers(conn, rows)
-    return [_stored(row, answers) for row in rows]
+        query = event_select().where(EventRow.id.in_(ids)).order_by(EventRow.id)
+        return stored_events(conn, list(conn.execute(query)))
 
 
 def alerts_after(engine: Engine, last_id: int, limit: int = 500) -> list[Alert]:

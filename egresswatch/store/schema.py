@@ -186,7 +186,7 @@ class EventRow(Base):
     integer (`flags`, see FLAG_*), both ports share one (`ports`, the smaller one high), a DNS
     qname or TLS/QUIC SNI shares `name_id` (NULL when it is the host), and the few-valued rest
     (DNS qtype and rcode; a hello's ALPN, versions and ECH; the QUIC version) is one interned
-    label, `detail_id` (see ingest.detail_text).
+    label, `detail_id` (see rows.detail_text).
     """
 
     __tablename__ = "events"

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from egresswatch.errors import StoreError
 from egresswatch.model import InferenceSession, ProcessRef
-from egresswatch.store.ingest import opt, storable
+from egresswatch.store.rows import opt, storable
 from egresswatch.store.schema import AlertRow, SessionEventRow, SessionRow
 
 T = TypeVar("T")

@@ -3,7 +3,6 @@
 These never scan `events`: destinations and destination_tools keep the counts as events arrive.
 """
 
-import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,8 +11,9 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, Engine, and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from egresswatch.model import ProcessInfo, ProcessRef
-from egresswatch.store.queries import _like_suffix
+from egresswatch.model import ProcessInfo
+from egresswatch.store.queries import like_suffix
+from egresswatch.store.rows import process_from_row
 from egresswatch.store.schema import Destination, DestinationTool, Executable, Hostname, Process
 
 MAX_PAGE = 1000
@@ -133,7 +133,7 @@ def _destination_conditions(
         conds.append(Destination.id.in_(used))
     if flt.host is not None:
         host = flt.host.rstrip(".").lower()
-        conds.append(or_(Hostname.name == host, Hostname.name.like(_like_suffix(host), "\\")))
+        conds.append(or_(Hostname.name == host, Hostname.name.like(like_suffix(host), "\\")))
     if after is not None:
         key, last_id = after
         column = _order_key(flt)
@@ -245,7 +245,7 @@ def processes_by_pid(engine: Engine, pid: int, limit: int = 50) -> list[ProcessI
         .limit(limit)
     )
     with Session(engine) as conn:
-        return [_process(proc, path, sha) for proc, path, sha in conn.execute(query)]
+        return [process_from_row(proc, path, sha) for proc, path, sha in conn.execute(query)]
 
 
 def processes_by_exe(engine: Engine, exe: str, limit: int = 50) -> list[ProcessInfo]:
@@ -258,21 +258,4 @@ def processes_by_exe(engine: Engine, exe: str, limit: int = 50) -> list[ProcessI
         .limit(limit)
     )
     with Session(engine) as conn:
-        return [_process(proc, path, sha) for proc, path, sha in conn.execute(query)]
-
-
-def _process(proc: Process, path: str | None, sha: bytes | None) -> ProcessInfo:
-    return ProcessInfo(
-        pid=proc.pid,
-        name=proc.name,
-        exe=path,
-        exe_sha256=None if sha is None else sha.hex(),
-        cmdline=tuple(json.loads(proc.cmdline)),
-        user=proc.user,
-        ppid=proc.ppid,
-        start_time=proc.start_time,
-        ancestry=tuple(ProcessRef(p, n, x) for p, n, x in json.loads(proc.ancestry)),
-        netns=proc.netns,
-        container=proc.container,
-        tool=proc.tool,
-    )
+        return [process_from_row(proc, path, sha) for proc, path, sha in conn.execute(query)]

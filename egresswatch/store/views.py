@@ -12,11 +12,10 @@ from typing import Any, Literal
 from sqlalchemy import Engine, select
 
 from egresswatch.model import Event, Observation
-from egresswatch.store.queries import StoredEvent
+from egresswatch.store.rows import ADDRESS_TYPES, StoredEvent
 from egresswatch.store.schema import EventRow, Label
 
 RowKind = Literal["lookup", "connection"]
-_ADDRESS_TYPES = frozenset({"A", "AAAA"})
 
 
 @dataclass(slots=True)
@@ -163,7 +162,7 @@ def _merge_dns(row: ViewRow, obs: Observation) -> None:
     if (msg.rcode and msg.rcode != "NOERROR") or row.rcode is None:
         row.rcode = msg.rcode
     for answer in msg.answers:
-        if answer.type in _ADDRESS_TYPES and answer.data and answer.data not in row.answers:
+        if answer.type in ADDRESS_TYPES and answer.data and answer.data not in row.answers:
             row.answers.append(answer.data)
 
 

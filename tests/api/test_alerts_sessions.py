@@ -16,6 +16,9 @@ from egresswatch.api.commands import Commands
 from egresswatch.api.components import WebComponents
 from egresswatch.api.feed import LiveFeed
 from egresswatch.api.guard import GuardPolicy
+from egresswatch.report import render
+from egresswatch.report.document import build_report
+from egresswatch.report.signed import verify_report
 from egresswatch.store import open_reader
 from tests.api.server import HOSTILE_NAMES, WebServer, free_port, web_server
 
@@ -61,25 +64,44 @@ def test_sessions_start_stop_and_verdicts(own_web: WebServer) -> None:
     assert foreign.status_code == 403
 
 
-def test_session_report_in_json_markdown_and_html(sample_web: WebServer) -> None:
+def test_session_report_is_the_canonical_report_marked_unsigned_without_an_agent(
+    sample_web: WebServer, sample_db: Path
+) -> None:
     with sample_web.client() as client:
         sid = client.get("/api/sessions").json()["sessions"][1]["id"]
-        report = client.get(f"/api/sessions/{sid}/report").json()
+        got = client.get(f"/api/sessions/{sid}/report")
         md = client.get(f"/api/sessions/{sid}/report", params={"format": "md"})
         page = client.get(f"/api/sessions/{sid}/report", params={"format": "html"})
-    assert report["session"]["verdict"] == "egress" and len(report["alerts"]) == 2
-    assert report["evidence_total"] == len(report["evidence"]) == len(HOSTILE_NAMES)
-    with sample_web.client() as client:
         by_session = client.get("/api/events", params={"session": sid}).json()["events"]
-        none = client.get("/api/events", params={"session": 999}).json()["events"]
+        missing = client.get("/api/sessions/999/report")
+    envelope = got.json()
+    report = envelope["report"]
+    store = open_reader(str(sample_db))
+    try:
+        canonical = build_report(store.engine, sid)
+        refused = [verify_report(d, store.engine) for d in (got.content, md.content, page.content)]
+    finally:
+        store.close()
+    assert report["format"] == "egresswatch-session-report/1"
+    assert report["evidence_sha256"] == canonical["evidence_sha256"]
+    assert report["evidence"] == canonical["evidence"] and len(report["evidence"]) == len(
+        HOSTILE_NAMES
+    )
+    assert report["session"]["verdict"] == "egress" and len(report["alerts"]) == 2
     assert sorted(e["event_id"] for e in by_session) == [e["event_id"] for e in report["evidence"]]
-    assert none == []
+    assert envelope["signature"] is None and "no egresswatch agent" in envelope["unsigned"]
+    assert got.headers["x-egresswatch-unsigned"].startswith("no egresswatch agent")
+    assert missing.status_code == 404
     assert md.headers["content-type"].startswith("text/markdown")
-    assert re.search(r"(?<!\\)[<>]", md.text) is None  # every angle bracket is escaped
-    assert "\\<img src\\=x onerror\\=" in md.text
+    assert md.text.startswith("**UNSIGNED**: no egresswatch agent")
+    body = md.text.replace(render.marker(canonical), "")  # the report's own marker comment
+    assert re.search(r"(?<!\\)[<>]", body) is None  # every other angle bracket is escaped
+    assert "\\<img src=x onerror=" in md.text
     assert page.headers["content-type"].startswith("text/html")
     assert "<img" not in page.text and "&lt;img src=x onerror=" in page.text
+    assert '<p class="unsigned"><strong>UNSIGNED</strong>: no egresswatch agent' in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert [v.ok for v in refused] == [False] * 3  # verify refuses an unsigned report
 
 
 def test_a_web_process_that_cannot_write_refuses_changes_and_says_why(sample_db: Path) -> None:

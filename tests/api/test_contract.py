@@ -86,3 +86,37 @@ def test_the_walk_sees_indirect_imports() -> None:
     # Guards the tests above: the daemon reaches capture only through other modules too.
     assert "egresswatch.capture.live" in reachable("egresswatch.daemon")
     assert "rich.markup" in reachable("egresswatch.doctor")
+
+
+def private_imports(name: str) -> list[str]:
+    """`from egresswatch.X import _name` in module `name`: another module's private helper."""
+    path = module_path(name)
+    assert path is not None
+    return sorted(
+        f"{node.module}.{alias.name}"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("egresswatch")
+        for alias in node.names
+        if alias.name.startswith("_")
+    )
+
+
+@pytest.mark.parametrize("name", modules("store"))
+def test_store_modules_use_no_private_helper_of_another(name: str) -> None:
+    assert private_imports(name) == []
+
+
+CODEC = ("flag", "pack_flags", "unpack_ports")
+
+
+def test_the_row_mapping_lives_in_rows_only() -> None:
+    # Ingest, the readers, export and the views all map rows through store.rows, and the
+    # mapping's model types (the flag codes' decoders, ProcessRef) are used nowhere else in store.
+    users = ("ingest", "queries", "reads", "views", "summaries", "alerts", "sessions")
+    for name in users:
+        assert "egresswatch.store.rows" in direct_imports(f"egresswatch.store.{name}"), name
+    for name in modules("store"):
+        if name != "egresswatch.store.rows":
+            codec = {f"egresswatch.store.schema.{f}" for f in CODEC}
+            assert not codec & direct_imports(name), name
+    assert private_imports("egresswatch.store.reads") == []  # it once reused queries' helpers

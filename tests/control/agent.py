@@ -5,6 +5,7 @@ alerts, its single writer, and the control server `egresswatch run` builds (`for
 import contextlib
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -69,7 +70,7 @@ def running_agent(directory: Path) -> Iterator[Agent]:
     write_events(db, sample_events(now))
     write_sessions_and_alerts(db, now)
     store = open_store(str(db))
-    control = for_agent(store.url, store.writer(batch_interval=0.02))
+    control = for_agent(store.url, store.writer(batch_interval=0.02), store.engine)
     control.open()
     control.start()
     try:
@@ -87,6 +88,7 @@ def dashboard_of(agent: Agent, python: str) -> Iterator[WebProcess]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sys, "executable", python)  # what webproc starts
         web = start_web(agent.store.url, "127.0.0.1", free_port())
+    agent.control.pin_web(web.process)  # as `egresswatch run` does
     try:
         _wait_ready(web)
         yield web
@@ -104,3 +106,22 @@ def _wait_ready(web: WebProcess) -> None:
         except httpx.TransportError:
             time.sleep(0.1)
     raise AssertionError("the web process did not start")
+
+
+# A second process asking for a session start on the socket argv[1]; prints the answer line.
+_ASK = (
+    "import socket, sys, contextlib\n"
+    "s = socket.socket(socket.AF_UNIX)\n"
+    "s.connect(sys.argv[1])\n"
+    "with contextlib.suppress(BrokenPipeError):\n"
+    '    s.sendall(b\'{"cmd": "session_start"}\\n\')\n'
+    "print(s.makefile().readline())\n"
+)
+
+
+def ask_as(socket_path: Path, *ids: str) -> subprocess.CompletedProcess[str]:
+    """A session start asked by another real process, run as `setpriv IDS` (e.g. --reuid=N)."""
+    return subprocess.run(
+        ["setpriv", *ids, "--clear-groups", "/usr/bin/python3", "-c", _ASK, str(socket_path)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip

@@ -7,15 +7,17 @@ import os
 import socket
 import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from egresswatch.control.client import ControlClient, ControlUnavailable
 from egresswatch.control.protocol import MAX_LINE, ControlError
 from egresswatch.control.server import ControlServer
+from egresswatch.report.signed import verify_report
 from egresswatch.store.alerts import AlertFilter, list_alerts
 from egresswatch.store.sessions import get_session
-from tests.control.agent import Agent
+from tests.control.agent import Agent, ask_as
 
 
 def client(agent: Agent) -> ControlClient:
@@ -109,19 +111,7 @@ def test_the_agent_keeps_serving_after_hostile_input(agent: Agent) -> None:
 
 def test_a_peer_with_another_uid_is_refused(agent: Agent) -> None:
     # uid 65000 is in the socket's group (so it may connect) but is not an allowed peer.
-    code = (
-        "import socket, sys, contextlib\n"
-        "s = socket.socket(socket.AF_UNIX)\n"
-        "s.connect(sys.argv[1])\n"
-        "with contextlib.suppress(BrokenPipeError):\n"
-        '    s.sendall(b\'{"cmd": "session_start"}\\n\')\n'
-        "print(s.makefile().readline())\n"
-    )
-    done = subprocess.run(
-        ["setpriv", "--reuid=65000", "--regid=65534", "--clear-groups", "/usr/bin/python3",
-         "-c", code, str(agent.control.path)],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    done = ask_as(agent.control.path, "--reuid=65000", "--regid=65534")
     assert done.returncode == 0, done.stderr
     got = answer(done.stdout.encode())
     assert got["error"] == "forbidden" and "65000" in str(got["detail"])
@@ -173,3 +163,21 @@ def test_a_refused_peer_counts_as_no_agent(agent: Agent) -> None:
     agent.control.allowed_uids = frozenset({12345})
     with pytest.raises(ControlUnavailable, match="may not control this agent"):
         client(agent).start_session(None, False, ())
+
+
+def test_report_sign_builds_and_signs_without_the_writer(
+    agent: Agent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EGRESSWATCH_REPORT_KEY", str(tmp_path / "key.pem"))
+    sid = client(agent).start_session("to report", False, ())
+    before = agent.jobs_done()
+    data = client(agent).sign_report(sid, "json")
+    unknown = agent.send(b'{"cmd":"report.sign","session":987654,"format":"md"}\n')
+    bad_format = agent.send(b'{"cmd":"report.sign","session":1,"format":"pdf"}\n')
+    bad_id = agent.send(b'{"cmd":"report.sign","session":"1"}\n')
+    assert agent.jobs_done() == before  # a read: the single writer is not used
+    verdict = verify_report(data, agent.store.engine)
+    assert verdict.ok and verdict.session == sid, verdict.problems
+    assert answer(unknown)["error"] == "not_found"
+    assert answer(bad_format)["error"] == "bad_request" and "format" in str(answer(bad_format))
+    assert answer(bad_id)["error"] == "bad_request"

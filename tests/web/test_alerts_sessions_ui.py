@@ -41,6 +41,7 @@ def test_session_report_page_and_session_controls(tab: Tab, server: WebServer) -
     tab.page.get_by_text("Evidence (").wait_for()
     text = tab.page.locator("main").inner_text()
     assert "\\u202egnp.evil.example" in text  # the hostile label, escaped
+    assert "Unsigned: no egresswatch agent is running to sign it" in text  # no agent here
     assert tab.page.locator("main .alerts li").count() == 2
     assert tab.page.locator("main table tbody tr").count() == len(HOSTILE_NAMES)
     assert tab.page.title() == "egresswatch"

@@ -3,11 +3,11 @@
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query
-from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from fastapi.responses import Response
 
 from egresswatch.api.deps import Components, when
-from egresswatch.api.mapping import alert_out, event_out, session_out
-from egresswatch.api.report import report_html, report_markdown
+from egresswatch.api.mapping import session_out
+from egresswatch.api.report import MEDIA_TYPES, report_file
 from egresswatch.api.routes.events import TIME_HELP, TIME_PATTERN
 from egresswatch.api.schemas import (
     ErrorOut,
@@ -16,12 +16,9 @@ from egresswatch.api.schemas import (
     SessionsOut,
     SessionStartIn,
 )
-from egresswatch.store.alerts import AlertFilter, list_alerts
-from egresswatch.store.reads import events_by_ids
-from egresswatch.store.sessions import evidence_ids, get_session, list_sessions
+from egresswatch.store.sessions import get_session, list_sessions
 
 router = APIRouter(tags=["sessions"])
-EVIDENCE_SHOWN = 200
 MAX_ID = 2**62  # larger ids cannot exist, and would overflow a 64-bit database integer
 SessionId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
@@ -69,7 +66,13 @@ def stop_session(web: Components, session_id: SessionId) -> SessionOut:
     "/api/sessions/{session_id}/report",
     response_model=SessionReportOut,
     responses={
-        200: {"content": {"text/markdown": {}, "text/html": {}}},
+        200: {
+            "content": {"text/markdown": {}, "text/html": {}},
+            "headers": {
+                "X-Egresswatch-Signature": {"description": "ed25519: signed by the agent"},
+                "X-Egresswatch-Unsigned": {"description": "why the report is not signed"},
+            },
+        },
         404: {"model": ErrorOut},
     },
 )
@@ -77,27 +80,17 @@ def session_report(
     web: Components,
     session_id: SessionId,
     fmt: Annotated[Literal["json", "md", "html"], Query(alias="format")] = "json",
-) -> Response | SessionReportOut:
-    """The verdict report: the session, its alerts and its evidence events (first 200)."""
-    report = build_report(web, session_id)
-    if fmt == "md":
-        return PlainTextResponse(report_markdown(report), media_type="text/markdown")
-    if fmt == "html":
-        return HTMLResponse(report_html(report))
-    return report
-
-
-def build_report(web: Components, session_id: int) -> SessionReportOut:
-    session = _session(web, session_id)
-    alerts = list_alerts(web.store.engine, AlertFilter(session=session_id))
-    ids = evidence_ids(web.store.engine, session_id)
-    events = events_by_ids(web.store.engine, ids[:EVIDENCE_SHOWN])
-    return SessionReportOut(
-        session=session,
-        alerts=[alert_out(a) for a in reversed(alerts)],
-        evidence=[event_out(e) for e in events],
-        evidence_total=len(ids),
-    )
+) -> Response:
+    """The session's report, as `egresswatch report SESSION --format FORMAT` writes it: signed
+    by the agent when it runs (`egresswatch report verify` accepts it), else marked unsigned."""
+    _session(web, session_id)
+    found = report_file(web.store.engine, web.commands.control, session_id, fmt)
+    if found.unsigned is None:
+        headers = {"X-Egresswatch-Signature": "ed25519"}
+    else:  # a header holds printable ASCII only
+        shown = "".join(c if " " <= c <= "~" else "?" for c in found.unsigned)
+        headers = {"X-Egresswatch-Unsigned": shown}
+    return Response(found.data, media_type=MEDIA_TYPES[fmt], headers=headers)
 
 
 def _session(web: Components, session_id: int) -> SessionOut:

@@ -331,9 +331,14 @@ export async function sessions(view) {
 
 export async function session(view, id) {
   clear(view).append(h("h1", { class: "title" }, `Session ${id}`));
-  let report;
-  try { report = await get(`/api/sessions/${encodeURIComponent(id)}/report`); } catch (err) { view.append(failure(err)); return; }
+  let file;
+  try { file = await get(`/api/sessions/${encodeURIComponent(id)}/report`); } catch (err) { view.append(failure(err)); return; }
+  const report = file.report; // the canonical report (egresswatch report SESSION --format json)
+  const evidence = report.evidence.map((e) => ({ ...e, time: new Date(e.ts * 1000).toISOString() }));
   const s = report.session;
+  view.append(h("p", { class: file.signature ? "signed" : "unsigned" }, file.signature
+    ? `Signed by this machine's ed25519 key ${file.signature.public_key}; evidence SHA-256 ${report.evidence_sha256}.`
+    : ["Unsigned: ", file.unsigned, `. Evidence SHA-256 ${report.evidence_sha256}.`]));
   view.append(section(["Verdict: ", verdict(s.verdict)], h("dl", { class: "facts" },
     h("dt", {}, "Started"), h("dd", {}, when(s.start)),
     h("dt", {}, "Ended"), h("dd", {}, s.end ? when(s.end) : "running"),
@@ -350,6 +355,6 @@ export async function session(view, id) {
     ? h("ul", { class: "alerts" }, report.alerts.map((a) => h("li", { class: `alert sev-${a.severity}` },
       h("span", { class: "sev" }, a.severity), " ", h("strong", {}, name(a.rule)), h("div", { class: "msg" }, name(a.message)))))
     : h("p", { class: "muted" }, "None.")));
-  view.append(section(`Evidence (${report.evidence_total} events)`,
-    table(EVENT_HEADERS, report.evidence.map(eventRow), "Egress while the session ran")));
+  view.append(section(`Evidence (${evidence.length} events)`,
+    table(EVENT_HEADERS, evidence.map(eventRow), "Egress while the session ran")));
 }
