@@ -40,7 +40,8 @@ RULES: tuple[tuple[str, str, tuple[str, ...] | None, str], ...] = (
      "telemetry"),
 )  # fmt: skip
 NOT_ENDPOINTS = (
-    "localhost", "127.0.0.1", "0.0.0.0",  # noqa: S104 (names to leave out) "example.com", "example.org", "github.com",
+    "localhost", "127.0.0.1", "0.0.0.0",  # noqa: S104 (names to leave out)
+    "example.com", "example.org", "github.com",
     "raw.githubusercontent.com", "python.langchain.com", "docs.", "readthedocs", "huggingface.co",
     "arxiv.org", "wikipedia.org", "pypi.org", "www.w3.org", "json-schema.org", "youtube.com",
     "tfhub.dev",
