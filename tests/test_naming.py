@@ -239,3 +239,24 @@ def test_pending_flows_are_bounded_and_flushed() -> None:
     out = pending.admit([_event(flow(sport=1000 + i), Naming()) for i in range(25)])
     assert len(out) == 15 and len(pending) == 10
     assert len(pending.flush()) == 10 and len(pending) == 0
+
+
+def test_a_flow_and_a_hello_named_from_dns_carry_the_name_s_cname_chain() -> None:
+    namer = Namer()
+    links = (
+        DnsAnswer("m.mirror.lab", "CNAME", "edge.cdn.lab", 60),
+        DnsAnswer("edge.cdn.lab", "CNAME", "cdn-lfs.hf.co", 60),
+    )
+    namer.name(response("M.mirror.lab.", *links, a("cdn-lfs.hf.co")), pid=7)
+    chain = ("m.mirror.lab", "edge.cdn.lab", "cdn-lfs.hf.co")
+    named = namer.name(flow(), pid=7)
+    assert (named.host, named.cname_chain) == ("m.mirror.lab", chain)
+    # a hello whose SNI is the name asked for carries its chain; another SNI does not
+    assert namer.name(hello("m.mirror.lab"), pid=7).cname_chain == chain
+    assert namer.name(hello("cdn-lfs.hf.co", sport=50001), pid=7).cname_chain == ()
+
+
+def test_a_name_without_an_alias_has_no_chain() -> None:
+    namer = Namer()
+    namer.name(response("plain.lab", a("plain.lab")), pid=7)
+    assert namer.name(flow(), pid=7).cname_chain == ()

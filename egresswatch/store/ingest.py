@@ -239,6 +239,7 @@ class Ingest:
             "detail_id": self._detail(conn, ev),
             "attribution_method": _method_code(ev),
             "name_candidates": json.dumps(ev.name_candidates) if ev.name_ambiguous else None,
+            "cname_chain": json.dumps(ev.cname_chain) if ev.cname_chain else None,
         }
         hello = obs.hello
         if hello is not None and hello.sni is not None:

@@ -293,6 +293,7 @@ def _stored(row: Row[Any], answers: dict[int, list[_Answer]]) -> StoredEvent:
         catalog_entry=row.catalog_entry,
         tool=row.tool,
         name_candidates=tuple(json.loads(ev.name_candidates)) if ev.name_candidates else (),
+        cname_chain=tuple(json.loads(ev.cname_chain)) if ev.cname_chain else (),
         category_source=row.category_source,
         category_confidence=row.category_confidence,
     )
