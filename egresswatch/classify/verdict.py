@@ -8,7 +8,7 @@ public domain lists (`list`); the host's words alone (`heuristic`). Pure and nev
 
 import dataclasses
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -196,22 +196,23 @@ class DestinationClassifier:
         if self._lists is None or domain is None:
             return None
         if self._list_vendors is None:
-            self._list_vendors = list_vendors(self._lists, self._catalog.registrable_domain)
+            self._list_vendors = list_vendors(self._lists)
         return self._list_vendors.get(domain)
 
 
-def list_vendors(lists: DomainList, domain_of: Callable[[str], str | None]) -> dict[str, ListMatch]:
-    """Per registrable domain, a list row of its hosts standing for all of them, when at least
-    two thirds of its listed hosts share one category (`api.<brand>` beside a listed
-    `decide.<brand>` is most likely what the brand's other hosts are)."""
+def list_vendors(lists: DomainList) -> dict[str, ListMatch]:
+    """Per domain, a list row of the hosts under it standing for all of them, when at least two
+    thirds of its listed hosts share one category (`api.<brand>` beside a listed
+    `decide.<brand>` is most likely what the brand's other hosts are). Every parent of a row's
+    name is a key, so a vendor is looked up by its registrable domain without a suffix walk."""
     tallies: dict[str, Counter[str]] = {}
     first: dict[tuple[str, str], ListMatch] = {}
     for match in lists.rows():
-        domain = domain_of(match.domain)
-        if domain is None:
-            continue
-        tallies.setdefault(domain, Counter())[match.category] += 1
-        first.setdefault((domain, match.category), match)
+        labels = match.domain.split(".")
+        for start in range(min(len(labels) - 1, MAX_CHAIN)):
+            parent = ".".join(labels[start:])
+            tallies.setdefault(parent, Counter())[match.category] += 1
+            first.setdefault((parent, match.category), match)
     out = {}
     for domain, tally in tallies.items():
         category, count = tally.most_common(1)[0]
