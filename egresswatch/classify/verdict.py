@@ -296,6 +296,8 @@ def _from_list(
             host, domain, cue, "list", confidence=CONFIDENCE["list-cue"], matched=listed.cited
         )
     category, purpose = listed.category, f"on the public list {listed.source_list}"
+    if listed.source:
+        purpose = f"a default endpoint in {listed.source_list}'s source"
     if sibling:
         purpose = f"unlisted host of {domain}; its hosts on {listed.source_list} are {category}"
     if category == AI_SERVICE:
@@ -306,7 +308,7 @@ def _from_list(
         )
     confidence = CONFIDENCE["list-vendor" if sibling else "list"]
     return Verdict(
-        host, category, "list", confidence, listed.cited, purpose, registrable_domain=domain
+        host, category, "list", confidence, listed.cited, purpose, listed.source, domain
     )
 
 
