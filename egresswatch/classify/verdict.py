@@ -291,6 +291,10 @@ def _from_list(
     host: str, domain: str | None, listed: ListMatch, words: tuple[str, ...], sibling: bool = False
 ) -> Verdict:
     cue = label_cue(words) if listed.category in MIXED_LISTS or sibling else None
+    if cue is None and listed.category == "telemetry":
+        # tracking lists file diagnostics with analytics: a crash word in the name says which
+        crash = label_cue(_name_words(host, domain))
+        cue = crash if crash is not None and crash.category == "crash-report" else None
     if cue is not None:
         return _cued(
             host, domain, cue, "list", confidence=CONFIDENCE["list-cue"], matched=listed.cited

@@ -250,6 +250,17 @@ def test_a_list_naming_a_function_outranks_one_naming_a_broad_field() -> None:
         assert (match.category, match.cited) == ("telemetry", "sw:tr:bugs.example")
 
 
+def test_a_tracking_list_row_with_a_crash_word_is_a_crash_reporter() -> None:
+    lists = parse_domain_list(
+        "kind,domain,list,category\ndomain,crashy-sdk.example,tr,telemetry\n"
+        "domain,stats-sdk.example,tr,telemetry\n",
+        "test",
+    )
+    classifier = DestinationClassifier(CATALOG, lists)
+    assert classifier.classify_destination("settings.crashy-sdk.example").category == "crash-report"
+    assert classifier.classify_destination("api.stats-sdk.example").category == "telemetry"
+
+
 def test_library_hosts_need_their_source() -> None:
     header = "kind,domain,list,category,source\n"
     with pytest.raises(ConfigError, match="x:2: a library host needs its source"):
