@@ -123,14 +123,15 @@ def main() -> None:
     seen: set[str] = set()
     print("# Host literals of tool libraries (pinned commits below), categorised by where the")
     print("# library files the code (scripts/mine_lib_hosts.py RULES). Regenerate with:")
-    print("#   python scripts/mine_lib_hosts.py " + " ".join(sys.argv[1:]))
+    pinned = " ".join("GITDIR=" + arg.partition("=")[2] for arg in sys.argv[1:])
+    print("#   python scripts/mine_lib_hosts.py " + pinned)
     print(
         "# and the rows of scripts/lib-hosts-transcribed.csv (read through the source index)."
     )
     print(
-        "# Licences: MIT (langchain-community, litellm: their LICENSE at the pinned commits); only"
+        "# Licences: langchain-community, litellm, NextChat MIT; Open WebUI its own BSD-style"
     )
-    print("# host names and where they were read are kept. Read by classify/publiclist.py.")
+    print("# licence. Only host names (facts) and where they were read are kept, no code.")
     print("kind,domain,list,category,source")
     for arg in sys.argv[1:]:
         gitdir, _, pinned = arg.partition("=")
