@@ -260,4 +260,5 @@ def _named_by_hello(flow: Event, hello: Event) -> Event:
         name_source=hello.name_source,
         name_conflict=hello.name_conflict,
         name_candidates=(),
+        cname_chain=hello.cname_chain,  # the chain of the SNI's own lookup, if any
     )

@@ -208,7 +208,19 @@ def _event(obs: Observation, naming: Naming) -> Event:
         name_source=naming.source,
         name_conflict=naming.conflict,
         name_candidates=naming.candidates,
+        cname_chain=naming.cname_chain,
     )
+
+
+def test_a_held_flow_named_by_its_hello_takes_the_hello_s_chain() -> None:
+    namer, pending = Namer(), PendingFlows(window=0.5)
+    alias = DnsAnswer("m.mirror.lab", "CNAME", "cdn-lfs.hf.co", 60)
+    namer.name(response("m.mirror.lab", alias, a("cdn-lfs.hf.co")), pid=7)
+    syn = flow(ts=101.0)
+    assert pending.admit([_event(syn, namer.name(syn, pid=7))]) == []
+    tls = hello("m.mirror.lab", ts=101.1)
+    flow_event, hello_event = pending.admit([_event(tls, namer.name(tls, pid=7))])
+    assert flow_event.cname_chain == hello_event.cname_chain == ("m.mirror.lab", "cdn-lfs.hf.co")
 
 
 def test_a_flow_waits_for_its_hello_and_carries_the_sni() -> None:
