@@ -9,6 +9,7 @@ between its API, its CDN and `other` (classify/verdict.py).
 """
 
 import functools
+import re
 from dataclasses import dataclass
 from importlib import resources
 
@@ -29,6 +30,8 @@ SPECIFICITY = (
     AI_SERVICE, "docs-web", "package-registry", "other",
 )  # fmt: skip
 MAX_DEPTH = 127  # labels in a DNS name; bounds the walk on hostile input
+# A cloud region label: us-east-1, eu-west-3, ap-southeast-2, us-gov-west-1, cn-north-1.
+_REGION = re.compile(r"^[a-z]{2,3}(-[a-z]+){1,2}-\d{1,2}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +54,12 @@ class ListMatch:
 class DomainList:
     """`domain` rows cover the domain and every subdomain; `full` rows only the exact host."""
 
-    __slots__ = ("_full", "_subtree")
+    __slots__ = ("_full", "_regional", "_subtree")
 
     def __init__(self, rows: list[tuple[str, ListMatch]]) -> None:
         self._full: dict[str, ListMatch] = {}
         self._subtree: dict[str, ListMatch] = {}
+        self._regional: dict[str, ListMatch] | None = None  # built on first need
         for kind, match in rows:  # a name in several lists is kept once: the first row wins
             (self._full if kind == "full" else self._subtree).setdefault(match.domain, match)
 
@@ -80,9 +84,17 @@ class DomainList:
         return out
 
     def lookup(self, host: str) -> ListMatch | None:
-        """The row covering a normalised host name, deepest first."""
+        """The row covering a normalised host name, deepest first: the exact host, the same host
+        in another cloud region (`bedrock-runtime.eu-west-3.amazonaws.com` for a listed
+        `bedrock-runtime.us-east-1.amazonaws.com`), then the subtrees it is in."""
         if host in self._full:
             return self._full[host]
+        shape = region_shape(host)
+        if shape is not None:
+            if self._regional is None:
+                self._regional = _regional_index(self._full)
+            if shape in self._regional:
+                return self._regional[shape]
         name = host
         for _ in range(MAX_DEPTH):
             if name in self._subtree:
@@ -92,6 +104,24 @@ class DomainList:
                 return None
             name = name[dot + 1 :]
         return None
+
+
+def region_shape(host: str) -> str | None:
+    """`host` with its cloud-region labels (`us-east-1`, `ap-southeast-2`) as `*`, or None."""
+    if "-" not in host:
+        return None
+    labels = host.split(".")
+    shaped = ["*" if _REGION.match(label) else label for label in labels]
+    return ".".join(shaped) if shaped != labels else None
+
+
+def _regional_index(full: dict[str, ListMatch]) -> dict[str, ListMatch]:
+    index: dict[str, ListMatch] = {}
+    for name, match in full.items():
+        shape = region_shape(name)
+        if shape is not None:
+            index.setdefault(shape, match)
+    return index
 
 
 def _rank(match: ListMatch) -> int:

@@ -261,6 +261,24 @@ def test_a_tracking_list_row_with_a_crash_word_is_a_crash_reporter() -> None:
     assert classifier.classify_destination("api.stats-sdk.example").category == "telemetry"
 
 
+def test_a_listed_regional_host_covers_the_same_host_in_other_regions() -> None:
+    lists = parse_domain_list(
+        "kind,domain,list,category\nfull,bedrock-runtime.us-east-1.amazonaws.com,p,cloud-llm-api\n"
+        "domain,amazonaws.com,vendor,other\n",
+        "test",
+    )
+    for host in (
+        "bedrock-runtime.eu-west-3.amazonaws.com",
+        "bedrock-runtime.us-gov-west-1.amazonaws.com",
+    ):
+        match = lists.lookup(host)
+        assert match is not None and match.category == "cloud-llm-api", host
+    # another service in that region, or a label that only looks like a region part, is not it
+    for host in ("s3.eu-west-3.amazonaws.com", "bedrock-runtime.my-east.amazonaws.com"):
+        match = lists.lookup(host)
+        assert match is not None and match.category == "other", host
+
+
 def test_library_hosts_need_their_source() -> None:
     header = "kind,domain,list,category,source\n"
     with pytest.raises(ConfigError, match="x:2: a library host needs its source"):
