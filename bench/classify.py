@@ -5,7 +5,10 @@
 Accuracy, the honest way: a random third of the catalog's vendors (registrable domains; IP rows
 are address lists, not names, and are left out) is held out, the catalog is rebuilt without them,
 and each held-out pattern's example host is classified by `classify_destination` with all
-mechanisms, with none (the catalog alone, as before), and with each one removed. "right" means the
+mechanisms, with none (the catalog alone, as before), and with each one removed, and with each
+public list source removed (v2fly alone, without the libraries' endpoints, without
+ShadowWhisperer); the share of held-out hosts a library endpoint row names exactly is printed
+too (that part is knowledge from another tool's source, not inference). "right" means the
 held-out row's primary category; a `model-registry` answer for a host that is not one is counted
 apart. Medians over --splits random splits. Then the unknown rate on the corpus captures' names
 (SNI, DNS questions with their CNAME chains), before and after.
@@ -35,7 +38,14 @@ from egresswatch.classify.catalog import (
     parse_catalog,
 )
 from egresswatch.classify.destinations import ip_literal, pattern_anchor
-from egresswatch.classify.publiclist import DomainList, parse_domain_list, public_lists
+from egresswatch.classify.publiclist import (
+    DomainList,
+    library_hosts,
+    parse_domain_list,
+    public_lists,
+    shadowwhisperer_lists,
+    v2fly_lists,
+)
 from egresswatch.classify.verdict import MECHANISMS, DestinationClassifier
 from egresswatch.counters import Counters
 from egresswatch.model import DnsMessage
@@ -93,6 +103,10 @@ def _held_out_run(
             truth.setdefault(_example(pattern), role.category)  # first row = primary role
     runs = [(label, mechanisms, public_lists()) for label, mechanisms in _mechanism_sets().items()]
     runs.append(("all, first lists only", MECHANISMS, first_lists()))
+    runs.append(("all, v2fly lists only", MECHANISMS, v2fly_lists()))
+    without_libraries = v2fly_lists().merged(shadowwhisperer_lists())
+    runs.append(("all but library hosts", MECHANISMS, without_libraries))
+    runs.append(("all but shadowwhisperer", MECHANISMS, library_hosts().merged(v2fly_lists())))
     out = {}
     for label, mechanisms, lists in runs:
         classifier = DestinationClassifier(catalog, lists, mechanisms)
@@ -100,6 +114,10 @@ def _held_out_run(
         right = sum(answers[h] == c for h, c in truth.items())
         false_reg = sum(answers[h] == "model-registry" != c for h, c in truth.items())
         out[label] = (right / len(truth), false_reg, len(truth))
+    # How many held-out hosts a library's endpoint row names exactly (the same host cited from
+    # another tool's source): the part of "all" that is knowledge, not inference.
+    named = sum(library_hosts().lookup(h) is not None for h in truth)
+    out["(hosts named exactly by lib-hosts)"] = (named / len(truth), 0, len(truth))
     return out
 
 

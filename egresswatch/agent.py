@@ -183,6 +183,7 @@ class Agent:
             name_conflict=naming.conflict,
             tool=process.tool if process else None,
             name_candidates=naming.candidates,
+            cname_chain=naming.cname_chain,
         )
 
     def _attribute(self, obs: Observation, ifindex: int, local: LocalEnd) -> Attribution:

@@ -1,6 +1,7 @@
 """The one classify step after the agent, and the fan-out of each classified event to every
 consumer (store writer, live feed...) for both `egresswatch run` and `egresswatch agent`."""
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 from egresswatch.classify.catalog import Catalog
@@ -17,9 +18,15 @@ def destination_name(event: Event) -> str | None:
 
 
 def classify_event(catalog: Catalog, event: Event) -> Event:
-    """The event with its destination's verdict (category, how it was decided, confidence)."""
+    """The event with its destination's verdict (category, how it was decided, confidence) and
+    its CNAME chain: a DNS response's own, else the one its name came from (flows, hellos)."""
     dns = event.observation.dns
-    chain = cname_chain(dns) if dns is not None and dns.is_response else ()
+    chain = event.cname_chain
+    if dns is not None and dns.is_response:
+        own = cname_chain(dns)
+        chain = own if len(own) > 1 else ()
+    if chain != event.cname_chain:
+        event = dataclasses.replace(event, cname_chain=chain)
     return classified_event(catalog, event, cname_chain=chain, name=destination_name(event))
 
 

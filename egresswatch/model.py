@@ -161,6 +161,9 @@ class Event:
     name_candidates: tuple[str, ...] = ()
     category_source: str | None = None  # how `category` was decided (docs/catalog.md)
     category_confidence: float | None = None  # 0.0-1.0, by `category_source`
+    # The destination name's CNAME chain (the name, then each target) as seen in DNS answers on
+    # the box: a lookup's own answer, or the answer a flow or hello was named from; () if none.
+    cname_chain: tuple[str, ...] = ()
 
     @property
     def name_ambiguous(self) -> bool:

@@ -30,6 +30,7 @@ class Naming:
     source: NameSource | None = None
     conflict: bool = False
     candidates: tuple[str, ...] = ()  # every fitting name, newest first, when more than one
+    cname_chain: tuple[str, ...] = ()  # the name's CNAME chain from its DNS answer, when it has one
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,7 @@ class _Answer:
     asked: str  # the name the application asked for (the owner at the head of the CNAME chain)
     aliases: frozenset[str]  # every name on the chain, for comparing with an SNI
     expires: float
+    chain: tuple[str, ...] = ()  # asked, then each CNAME target in order (when there are any)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +52,9 @@ class _DnsHit:
 
     def naming(self) -> "Naming":
         many = self.candidates if len(self.candidates) > 1 else ()
-        return Naming(self.answer.asked, self.source, candidates=many)
+        return Naming(
+            self.answer.asked, self.source, candidates=many, cname_chain=self.answer.chain
+        )
 
 
 def normalise(name: str) -> str:
@@ -66,9 +70,10 @@ def answers_by_address(msg: DnsMessage, ts: float) -> dict[str, _Answer]:
     for ans in msg.answers:
         if ans.type not in _ADDRESS_TYPES or not ans.data:
             continue
-        asked, aliases = _chain_head(msg.qname, normalise(ans.name), cnames)
+        asked, chain = _chain_head(msg.qname, normalise(ans.name), cnames)
         ttl = min(max(float(ans.ttl), 0.0) + TTL_GRACE, TTL_MAX)
-        out[ans.data.lower()] = _Answer(asked, aliases, ts + ttl)
+        kept = chain if len(chain) > 1 else ()
+        out[ans.data.lower()] = _Answer(asked, frozenset(chain), ts + ttl, kept)
     return out
 
 
@@ -87,17 +92,20 @@ def cname_chain(msg: DnsMessage) -> tuple[str, ...]:
 
 def _chain_head(
     qname: str | None, owner: str, cnames: dict[str, str]
-) -> tuple[str, frozenset[str]]:
-    """Follows the question's CNAME chain; uses the question only if it leads to `owner`."""
+) -> tuple[str, tuple[str, ...]]:
+    """Follows the question's CNAME chain; uses the question only if it leads to `owner`.
+
+    Returns the name asked for and the chain from it to `owner`, in order.
+    """
     if qname is None:
-        return owner, frozenset((owner,))
+        return owner, (owner,)
     head = normalise(qname)
     chain = [head]
     while chain[-1] != owner and chain[-1] in cnames and len(chain) < _MAX_CHAIN:
         chain.append(cnames[chain[-1]])
     if chain[-1] != owner:
-        return owner, frozenset((owner,))
-    return head, frozenset(chain)
+        return owner, (owner,)
+    return head, tuple(chain)
 
 
 class Namer:
@@ -144,7 +152,9 @@ class Namer:
         hello = self._hellos.get(obs.flow)
         dns = self._dns_name(pid, obs.flow.dst, obs.ts)
         if hello is not None and obs.ts - hello[2] <= HELLO_WINDOW:
-            return Naming(hello[0], hello[1], _disagree(hello[0], dns))
+            return Naming(
+                hello[0], hello[1], _disagree(hello[0], dns), cname_chain=_chain_of(hello[0], dns)
+            )
         return dns.naming() if dns is not None else Naming()
 
     def _name_hello(self, obs: Observation, pid: int | None) -> Naming:
@@ -156,7 +166,7 @@ class Namer:
         sni = normalise(hello.sni)
         source: NameSource = "quic-sni" if obs.kind == "quic" else "sni"
         self._hellos.put(obs.flow, (sni, source, obs.ts))
-        return Naming(sni, source, _disagree(sni, dns))
+        return Naming(sni, source, _disagree(sni, dns), cname_chain=_chain_of(sni, dns))
 
 
 def _add(table: "Lru[K, dict[str, _Answer]]", key: K, answer: _Answer) -> None:
@@ -178,6 +188,13 @@ def _fitting(names: dict[str, _Answer] | None, now: float, source: NameSource) -
         return None
     asked = tuple(answer.asked for answer in alive)
     return _DnsHit(alive[0], source, asked, tuple(answer.aliases for answer in alive))
+
+
+def _chain_of(sni: str, dns: _DnsHit | None) -> tuple[str, ...]:
+    """The CNAME chain of the DNS answer that asked for this very SNI, if it had one."""
+    if dns is not None and dns.answer.asked == sni:
+        return dns.answer.chain
+    return ()
 
 
 def _disagree(sni: str, dns: _DnsHit | None) -> bool:
@@ -243,4 +260,5 @@ def _named_by_hello(flow: Event, hello: Event) -> Event:
         name_source=hello.name_source,
         name_conflict=hello.name_conflict,
         name_candidates=(),
+        cname_chain=hello.cname_chain,  # the chain of the SNI's own lookup, if any
     )

@@ -46,6 +46,7 @@ def event_to_dict(event: Event) -> dict[str, Any]:
         name_conflict=event.name_conflict,
         name_ambiguous=event.name_ambiguous,
         name_candidates=list(event.name_candidates) if event.name_ambiguous else None,
+        cname_chain=list(event.cname_chain) if event.cname_chain else None,
         category=event.category,
         catalog_entry=event.catalog_entry,
         category_source=event.category_source,

@@ -208,7 +208,19 @@ def _event(obs: Observation, naming: Naming) -> Event:
         name_source=naming.source,
         name_conflict=naming.conflict,
         name_candidates=naming.candidates,
+        cname_chain=naming.cname_chain,
     )
+
+
+def test_a_held_flow_named_by_its_hello_takes_the_hello_s_chain() -> None:
+    namer, pending = Namer(), PendingFlows(window=0.5)
+    alias = DnsAnswer("m.mirror.lab", "CNAME", "cdn-lfs.hf.co", 60)
+    namer.name(response("m.mirror.lab", alias, a("cdn-lfs.hf.co")), pid=7)
+    syn = flow(ts=101.0)
+    assert pending.admit([_event(syn, namer.name(syn, pid=7))]) == []
+    tls = hello("m.mirror.lab", ts=101.1)
+    flow_event, hello_event = pending.admit([_event(tls, namer.name(tls, pid=7))])
+    assert flow_event.cname_chain == hello_event.cname_chain == ("m.mirror.lab", "cdn-lfs.hf.co")
 
 
 def test_a_flow_waits_for_its_hello_and_carries_the_sni() -> None:
@@ -239,3 +251,24 @@ def test_pending_flows_are_bounded_and_flushed() -> None:
     out = pending.admit([_event(flow(sport=1000 + i), Naming()) for i in range(25)])
     assert len(out) == 15 and len(pending) == 10
     assert len(pending.flush()) == 10 and len(pending) == 0
+
+
+def test_a_flow_and_a_hello_named_from_dns_carry_the_name_s_cname_chain() -> None:
+    namer = Namer()
+    links = (
+        DnsAnswer("m.mirror.lab", "CNAME", "edge.cdn.lab", 60),
+        DnsAnswer("edge.cdn.lab", "CNAME", "cdn-lfs.hf.co", 60),
+    )
+    namer.name(response("M.mirror.lab.", *links, a("cdn-lfs.hf.co")), pid=7)
+    chain = ("m.mirror.lab", "edge.cdn.lab", "cdn-lfs.hf.co")
+    named = namer.name(flow(), pid=7)
+    assert (named.host, named.cname_chain) == ("m.mirror.lab", chain)
+    # a hello whose SNI is the name asked for carries its chain; another SNI does not
+    assert namer.name(hello("m.mirror.lab"), pid=7).cname_chain == chain
+    assert namer.name(hello("cdn-lfs.hf.co", sport=50001), pid=7).cname_chain == ()
+
+
+def test_a_name_without_an_alias_has_no_chain() -> None:
+    namer = Namer()
+    namer.name(response("plain.lab", a("plain.lab")), pid=7)
+    assert namer.name(flow(), pid=7).cname_chain == ()

@@ -53,6 +53,10 @@ class EventOut(BaseModel):
     name_candidates: list[str] | None = Field(
         default=None, description="every name that fits the address, when more than one does"
     )
+    cname_chain: list[str] | None = Field(
+        default=None,
+        description="the name's CNAME chain as seen in DNS answers (the name, then each target)",
+    )
     category: str | None
     catalog_entry: str | None
     category_source: str | None = Field(

@@ -152,6 +152,11 @@ CUE_GROUPS: tuple[tuple[str, frozenset[str]], ...] = (
         frozenset(
             {
                 "inference",
+                "ai",
+                "genai",
+                "aiplatform",
+                "openai",
+                "gpt",
                 "llm",
                 "llms",
                 "completions",
@@ -182,6 +187,9 @@ CUE_GROUPS: tuple[tuple[str, frozenset[str]], ...] = (
     ),
 )
 CUE_CATEGORIES = frozenset(category for category, _ in CUE_GROUPS)
+# Cue words that count only as a label below the vendor's domain ("ai.gitee.com",
+# "gateway.ai.cloudflare.com"), not inside a brand name or as the public suffix (".ai").
+LABEL_ONLY = frozenset({"ai", "genai", "openai", "gpt", "aiplatform"})
 _LONG_WORDS = tuple(
     (category, word) for category, words in CUE_GROUPS for word in sorted(words)
     if len(word) >= SUBSTRING_MIN

@@ -7,12 +7,20 @@ public domain lists (`list`); the host's words alone (`heuristic`). Pure and nev
 """
 
 import dataclasses
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from egresswatch.classify.context import role_for_tool
-from egresswatch.classify.cues import CUE_CATEGORIES, Cue, host_words, label_cue, weak_cue
+from egresswatch.classify.cues import (
+    CUE_CATEGORIES,
+    LABEL_ONLY,
+    Cue,
+    host_words,
+    label_cue,
+    weak_cue,
+)
 from egresswatch.classify.destinations import Classification, normalise_host
 from egresswatch.classify.locality import LOCAL, address_locality, name_locality
 from egresswatch.classify.publiclist import AI_SERVICE, DomainList, ListMatch
@@ -37,6 +45,7 @@ CONFIDENCE = {
     "vendor": 0.6,
     "list-cue": 0.6,
     "list": 0.5,
+    "list-vendor": 0.45,
     "heuristic": 0.4,
     "none": 0.0,
 }
@@ -67,7 +76,7 @@ class Verdict:
 class DestinationClassifier:
     """The catalog plus what generalises beyond it; build once, share between threads."""
 
-    __slots__ = ("_cache", "_catalog", "_lists", "_on", "_profiles")
+    __slots__ = ("_cache", "_catalog", "_list_vendors", "_lists", "_on", "_profiles")
 
     def __init__(
         self,
@@ -83,6 +92,7 @@ class DestinationClassifier:
             else {}
         )
         self._lists = lists if "list" in mechanisms else None
+        self._list_vendors: dict[str, ListMatch] | None = None  # built on first need
         self._cache: dict[tuple[str, str | None, tuple[str, ...]], Verdict] = {}
 
     @property
@@ -164,8 +174,13 @@ class DestinationClassifier:
         if profile is not None and not _narrower_than_vendor(listed, domain):
             return _from_profile(host, profile, sub)
         if listed is not None:
-            return _from_list(host, domain, listed, sub)
-        cue = label_cue(host_words(host)) if cues_on else None
+            return _from_list(host, domain, listed, _words_below(host, listed.domain, sub))
+        sibling = self._list_vendor(domain)
+        if sibling is not None:
+            return _from_list(host, domain, sibling, sub, sibling=True)
+        cue = label_cue(_name_words(host, domain)) if cues_on else None
+        if cue is not None and cue.word in LABEL_ONLY and cue.word not in sub:
+            cue = None  # "ai" in a brand ("some-ai-vendor") says less than an "ai." label
         if cue is not None:
             return _cued(
                 host, domain, cue, "heuristic",
@@ -175,6 +190,50 @@ class DestinationClassifier:
             api = Cue("cloud-llm-api", "api")
             return _cued(host, domain, api, "heuristic", confidence=0.3, matched="api")
         return Verdict(host, "unknown", "none", 0.0, registrable_domain=domain)
+
+    def _list_vendor(self, domain: str | None) -> ListMatch | None:
+        """What the lists say of a vendor's other hosts, when they agree (see list_vendors)."""
+        if self._lists is None or domain is None:
+            return None
+        if self._list_vendors is None:
+            self._list_vendors = list_vendors(self._lists)
+        return self._list_vendors.get(domain)
+
+
+def list_vendors(lists: DomainList) -> dict[str, ListMatch]:
+    """Per domain, a list row of the hosts under it standing for all of them, when at least two
+    thirds of its listed hosts share one category (`api.<brand>` beside a listed
+    `decide.<brand>` is most likely what the brand's other hosts are). Every parent of a row's
+    name is a key, so a vendor is looked up by its registrable domain without a suffix walk."""
+    tallies: dict[str, Counter[str]] = {}
+    first: dict[tuple[str, str], ListMatch] = {}
+    for match in lists.rows():
+        labels = match.domain.split(".")
+        for start in range(min(len(labels) - 1, MAX_CHAIN)):
+            parent = ".".join(labels[start:])
+            tallies.setdefault(parent, Counter())[match.category] += 1
+            first.setdefault((parent, match.category), match)
+    out = {}
+    for domain, tally in tallies.items():
+        category, count = tally.most_common(1)[0]
+        if count * 3 >= 2 * sum(tally.values()):
+            out[domain] = first[(domain, category)]
+    return out
+
+
+def _words_below(host: str, listed: str, sub: tuple[str, ...]) -> tuple[str, ...]:
+    """The words of `host` below a listed subtree (a private suffix such as googleapis.com is
+    its own registrable domain, so its hosts have no words below the vendor)."""
+    if host.endswith("." + listed) and len(listed) > 0:
+        return host_words(host[: -len(listed) - 1])
+    return sub
+
+
+def _name_words(host: str, domain: str | None) -> tuple[str, ...]:
+    """The host's words without its public suffix (".ai" says nothing of a host's purpose)."""
+    if domain and "." in domain and host.endswith(domain):
+        return host_words(host[: -len(domain)] + domain.split(".", 1)[0])
+    return host_words(host)
 
 
 def _narrower_than_vendor(listed: ListMatch | None, domain: str | None) -> bool:
@@ -228,23 +287,33 @@ def _from_profile(host: str, profile: VendorProfile, words: tuple[str, ...]) -> 
     )  # fmt: skip
 
 
-def _from_list(host: str, domain: str | None, listed: ListMatch, words: tuple[str, ...]) -> Verdict:
-    cue = label_cue(words) if listed.category in MIXED_LISTS else None
+def _from_list(
+    host: str, domain: str | None, listed: ListMatch, words: tuple[str, ...], sibling: bool = False
+) -> Verdict:
+    cue = label_cue(words) if listed.category in MIXED_LISTS or sibling else None
+    if cue is None and listed.category == "telemetry":
+        # tracking lists file diagnostics with analytics: a crash word in the name says which
+        crash = label_cue(_name_words(host, domain))
+        cue = crash if crash is not None and crash.category == "crash-report" else None
     if cue is not None:
         return _cued(
             host, domain, cue, "list", confidence=CONFIDENCE["list-cue"], matched=listed.cited
         )
     category, purpose = listed.category, f"on the public list {listed.source_list}"
+    if listed.source:
+        purpose = f"a default endpoint in {listed.source_list}'s source"
+    if sibling:
+        purpose = f"unlisted host of {domain}; its hosts on {listed.source_list} are {category}"
     if category == AI_SERVICE:
         weak = weak_cue(words, AI_PARTS)
         category = weak.category if weak is not None else "cloud-llm-api" if not words else "other"
         purpose = f"a host of an AI vendor on {listed.source_list}" + (
             f"; the word {weak.word!r} suggests {weak.category}" if weak is not None else ""
         )
+    confidence = CONFIDENCE["list-vendor" if sibling else "list"]
     return Verdict(
-        host, category, "list", CONFIDENCE["list"], listed.cited, purpose,
-        registrable_domain=domain,
-    )  # fmt: skip
+        host, category, "list", confidence, listed.cited, purpose, listed.source, domain
+    )
 
 
 def _cued(

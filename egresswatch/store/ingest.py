@@ -14,6 +14,7 @@ from egresswatch.model import Event, ProcessInfo
 from egresswatch.store.interning import insert_missing, intern_row
 from egresswatch.store.rows import (
     ADDRESS_TYPES,
+    cname_chain_text,
     detail_text,
     event_flags,
     event_name,
@@ -208,6 +209,7 @@ class Ingest:
             "detail_id": self._detail(conn, ev),
             "attribution_method": method_code(ev),
             "name_candidates": name_candidates_text(ev),
+            "cname_chain": cname_chain_text(ev),
         }
         hello = obs.hello
         if hello is not None and hello.sni is not None:

@@ -129,6 +129,11 @@ def name_candidates_text(ev: Event) -> str | None:
     return json.dumps(ev.name_candidates) if ev.name_ambiguous else None
 
 
+def cname_chain_text(ev: Event) -> str | None:
+    """The CNAME chain as stored: a JSON list (the name, then each CNAME), NULL when none."""
+    return json.dumps(ev.cname_chain) if ev.cname_chain else None
+
+
 def event_flags(ev: Event, ports_swapped: int, name_is_host: bool) -> int:
     obs = ev.observation
     fields = {
@@ -267,6 +272,7 @@ def stored_event(row: Row[Any], answers: dict[int, list[StoredAnswer]]) -> Store
         catalog_entry=row.catalog_entry,
         tool=row.tool,
         name_candidates=tuple(json.loads(ev.name_candidates)) if ev.name_candidates else (),
+        cname_chain=tuple(json.loads(ev.cname_chain)) if ev.cname_chain else (),
         category_source=row.category_source,
         category_confidence=row.category_confidence,
     )

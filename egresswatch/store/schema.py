@@ -214,6 +214,7 @@ class EventRow(Base):
     detail_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id"))
     attribution_method: Mapped[int | None] = mapped_column(SmallInteger)  # ATTRIBUTION_METHOD_CODES
     name_candidates: Mapped[str | None] = mapped_column(Text)  # JSON list when ambiguous
+    cname_chain: Mapped[str | None] = mapped_column(Text)  # JSON list (name, then each CNAME)
 
 
 class EventBlock(Base):

@@ -41,6 +41,25 @@ def test_timeline_refuses_a_backwards_or_oversized_range(sample_web: WebServer) 
     assert tiny.status_code == 400 and tiny.json()["error"] == "bad_request"
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"until": "1" + "0" * 20},
+        {"until": "9" * 400},
+        {"since": "0", "until": "1" + "0" * 19},
+        {"since": "99999999999w"},
+        {"until": "99999999999999999999d"},
+    ],
+)
+def test_timeline_refuses_times_beyond_year_9999_with_400(
+    sample_web: WebServer, params: dict[str, str]
+) -> None:
+    with sample_web.client() as client:
+        answer = client.get("/api/timeline", params=params)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == "bad_request"
+
+
 def test_destinations_have_category_tools_counts_and_catalog_citation(
     sample_web: WebServer,
 ) -> None:

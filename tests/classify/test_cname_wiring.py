@@ -47,3 +47,23 @@ def test_a_lookup_aliasing_a_model_cdn_is_classified_through_its_chain() -> None
 def test_without_an_alias_the_same_name_stays_unknown() -> None:
     event = classify_event(CATALOG, _lookup(_response("m.example.net.")))
     assert event.category == "unknown"
+
+
+def test_a_flow_named_from_an_aliasing_answer_is_classified_through_the_chain() -> None:
+    flow = FlowKey("tcp", "10.199.9.1", 50000, "203.0.113.7", 443)
+    event = Event(
+        Observation(2.0, "flow", flow),
+        Attribution("unknown:no-socket", None),
+        host="m.example.net",
+        name_source="dns-any",
+        cname_chain=("m.example.net", "cdn-lfs.hf.co"),
+    )
+    classified = classify_event(CATALOG, event)
+    assert (classified.category, classified.category_source) == ("model-cdn", "cname")
+    assert classified.cname_chain == ("m.example.net", "cdn-lfs.hf.co")
+
+
+def test_a_lookup_keeps_its_own_chain_and_a_plain_answer_none() -> None:
+    msg = _response("m.example.net.", ("m.example.net.", "cdn-lfs.hf.co."))
+    assert classify_event(CATALOG, _lookup(msg)).cname_chain == ("m.example.net", "cdn-lfs.hf.co")
+    assert classify_event(CATALOG, _lookup(_response("m.example.net."))).cname_chain == ()

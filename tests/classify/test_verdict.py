@@ -16,7 +16,7 @@ from egresswatch.classify.catalog import (
 from egresswatch.classify.context import role_for_tool, tool_keys
 from egresswatch.classify.cues import CUE_GROUPS, label_cue
 from egresswatch.classify.locality import address_locality, name_locality
-from egresswatch.classify.publiclist import parse_domain_list, public_lists
+from egresswatch.classify.publiclist import LIB_HEADER, parse_domain_list, public_lists
 from egresswatch.classify.verdict import SOURCES, DestinationClassifier
 from egresswatch.errors import ConfigError
 
@@ -106,7 +106,12 @@ def test_a_cname_chain_of_unknown_or_hostile_names_gives_no_cname_answer() -> No
     ("host", "category", "source"),
     [
         ("versions-prod.lmstudio.ai", "update-check", "vendor"),
-        ("codestral.mistral.ai", "cloud-llm-api", "vendor"),
+        ("console.mistral.ai", "cloud-llm-api", "vendor"),
+        # a library's own endpoint row (litellm's openai_compatible_endpoints)
+        ("codestral.mistral.ai", "cloud-llm-api", "list"),
+        # a label "ai" is a cue; the public suffix ".ai" is not
+        ("ai.some-new-vendor.example", "cloud-llm-api", "heuristic"),
+        ("www.some-new-vendor.ai", "unknown", "none"),
         ("transfer.eu.hf.co", "model-cdn", "vendor"),
         ("telemetry.some-new-app.io", "telemetry", "heuristic"),
         ("crash-reports.some-new-app.io", "crash-report", "heuristic"),
@@ -176,6 +181,114 @@ def test_the_vendored_lists_are_pinned_and_parsed() -> None:
         parse_domain_list(header + "domain,foo.example,bar,model-registry\n", "x")
     with pytest.raises(ConfigError, match="x:2"):
         parse_domain_list(header + "domain,foo.example\n", "x")
+
+
+def _without(*domains: str) -> DestinationClassifier:
+    """The packaged catalog without the rows of these vendors, and the packaged lists."""
+    rows = [
+        row
+        for row in parse_catalog(packaged_catalog_text(), "packaged")
+        if not any(row[0] == d or row[0].endswith("." + d) for d in domains)
+    ]
+    return DestinationClassifier(Catalog(build_entries(rows)), public_lists())
+
+
+@pytest.mark.parametrize(
+    ("host", "category", "cited"),
+    [
+        # langchain-community files these under its search utilities; litellm under providers
+        ("api.tavily.com", "web-search", "tavily_search.py"),
+        ("google.serper.dev", "web-search", "google_serper.py"),
+        ("api.together.xyz", "cloud-llm-api", "langchain-community@bc877730"),
+        ("api.venice.ai", "cloud-llm-api", "providers.json:19"),
+        # ShadowWhisperer's Wild_Tracking covers a domain's subtree
+        ("eu.i.posthog.com", "telemetry", "shadowwhisperer:Wild_Tracking:posthog.com"),
+        ("zz9.scarf.sh", "telemetry", "shadowwhisperer:Wild_Tracking:scarf.sh"),
+    ],
+)
+def test_unseen_hosts_named_by_the_libraries_and_public_lists(
+    host: str, category: str, cited: str
+) -> None:
+    vendor = CATALOG.registrable_domain(host) or host
+    verdict = _without(vendor).classify_destination(host)
+    assert (verdict.category, verdict.source) == (category, "list"), verdict
+    assert cited in (verdict.matched or "")
+
+
+def test_a_vendor_s_unlisted_host_is_what_its_listed_hosts_agree_on() -> None:
+    classifier = _without("example")
+    lists = parse_domain_list(
+        "kind,domain,list,category\n"
+        "full,decide.tracky.example,a,telemetry\n"
+        "full,api2.tracky.example,a,telemetry\n"
+        "full,cdn.mixed.example,a,telemetry\n"
+        "full,www.mixed.example,a,other\n",
+        "test",
+    )
+    classifier = DestinationClassifier(CATALOG, lists)
+    verdict = classifier.classify_destination("api.tracky.example")
+    assert (verdict.category, verdict.source) == ("telemetry", "list"), verdict
+    assert "tracky.example" in (verdict.purpose or "")
+    # one telemetry and one other host: no agreement, so the host's own words (none) decide
+    assert classifier.classify_destination("zz.mixed.example").category == "unknown"
+
+
+def test_words_under_a_private_suffix_are_read() -> None:
+    # googleapis.com is a public suffix of its own: the host is its own registrable domain
+    verdict = _without("googleapis.com").classify_destination("x7-aiplatform.googleapis.com")
+    assert (verdict.category, verdict.source) == ("cloud-llm-api", "list"), verdict
+
+
+def test_a_list_naming_a_function_outranks_one_naming_a_broad_field() -> None:
+    broad = parse_domain_list("kind,domain,list,category\ndomain,bugs.example,dev,other\n", "a")
+    named = parse_domain_list(
+        "kind,domain,list,category\ndomain,bugs.example,tr,telemetry\n", "b", publisher="sw"
+    )
+    for merged in (broad.merged(named), named.merged(broad)):
+        match = merged.lookup("notify.bugs.example")
+        assert match is not None
+        assert (match.category, match.cited) == ("telemetry", "sw:tr:bugs.example")
+
+
+def test_a_tracking_list_row_with_a_crash_word_is_a_crash_reporter() -> None:
+    lists = parse_domain_list(
+        "kind,domain,list,category\ndomain,crashy-sdk.example,tr,telemetry\n"
+        "domain,stats-sdk.example,tr,telemetry\n",
+        "test",
+    )
+    classifier = DestinationClassifier(CATALOG, lists)
+    assert classifier.classify_destination("settings.crashy-sdk.example").category == "crash-report"
+    assert classifier.classify_destination("api.stats-sdk.example").category == "telemetry"
+
+
+def test_a_listed_regional_host_covers_the_same_host_in_other_regions() -> None:
+    lists = parse_domain_list(
+        "kind,domain,list,category\nfull,bedrock-runtime.us-east-1.amazonaws.com,p,cloud-llm-api\n"
+        "domain,amazonaws.com,vendor,other\n",
+        "test",
+    )
+    for host in (
+        "bedrock-runtime.eu-west-3.amazonaws.com",
+        "bedrock-runtime.us-gov-west-1.amazonaws.com",
+    ):
+        match = lists.lookup(host)
+        assert match is not None and match.category == "cloud-llm-api", host
+    # another service in that region, or a label that only looks like a region part, is not it
+    for host in ("s3.eu-west-3.amazonaws.com", "bedrock-runtime.my-east.amazonaws.com"):
+        match = lists.lookup(host)
+        assert match is not None and match.category == "other", host
+
+
+def test_library_hosts_need_their_source() -> None:
+    header = "kind,domain,list,category,source\n"
+    with pytest.raises(ConfigError, match="x:2: a library host needs its source"):
+        parse_domain_list(header + "full,a.example,lib,web-search,\n", "x", LIB_HEADER)
+    listed = parse_domain_list(
+        header + "full,a.example,lib,web-search,o/r@1 f.py:3\n", "x", LIB_HEADER
+    )
+    match = listed.lookup("a.example")
+    assert match is not None
+    assert match.cited == "lib:a.example (o/r@1 f.py:3)"
 
 
 def test_an_ai_vendor_s_api_host_is_its_llm_api_and_other_hosts_stay_vague() -> None:

@@ -127,6 +127,13 @@ def test_parse_when_forms() -> None:
     assert parse_when("123.5", now) == 123.5
     assert parse_when("1970-01-02T00:00:00", now) == 86400
     assert parse_when("1970-01-02T01:00:00+01:00", now) == 86400
+    assert parse_when("9999-12-31T23:59:59Z", now) == 253402300799
+
+
+@pytest.mark.parametrize("text", ["1" + "0" * 20, "9" * 400, "99999999999w", "1e400"])
+def test_parse_when_refuses_times_beyond_the_calendar(text: str) -> None:
+    with pytest.raises(typer.BadParameter):
+        parse_when(text, 1_000_000.0)
 
 
 def test_printable_escapes_controls_only() -> None:

@@ -220,3 +220,24 @@ def test_export_jsonl_and_csv(store: Store) -> None:
     assert len(rows) == 1
     assert rows[0]["host"] == "'@evil"  # a spreadsheet would run it as a formula otherwise
     assert json.loads(rows[0]["cmdline"]) == ["=HYPERLINK(1)", "-x"]
+
+
+def test_the_cname_chain_is_stored_and_exported(store: Store) -> None:
+    chain = ("m.example-mirror.net", "edge.example-cdn.net", "cdn-lfs.hf.co")
+    via = {"cname_chain": chain, "category": "model-cdn", "catalog_entry": "cdn-lfs.hf.co"}
+    events = [
+        replace(tls_hello(T0, "m.example-mirror.net", process()), **via),  # type: ignore[arg-type]
+        replace(flow_start(T0 + 1), host="m.example-mirror.net", **via),  # type: ignore[arg-type]
+        tls_hello(T0 + 2, "plain.example", process()),
+    ]
+    write(store, events)
+    assert read_all(store) == events
+    out = io.StringIO()
+    assert store.export("jsonl", out) == 3
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [r["cname_chain"] for r in records] == [list(chain), list(chain), None]
+    out = io.StringIO()
+    assert store.export("csv", out) == 3
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert json.loads(rows[0]["cname_chain"]) == list(chain)
+    assert rows[2]["cname_chain"] == ""
