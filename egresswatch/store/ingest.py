@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Column, Connection, insert
 
 from egresswatch.model import Event, Observation, ProcessInfo
+from egresswatch.store import rollup
 from egresswatch.store.interning import insert_missing, intern_row
 from egresswatch.store.schema import (
     ATTRIBUTION_METHOD_CODES,
@@ -121,6 +122,7 @@ class Ingest:
             self.ids.clear()
         rows = [self._event_row(conn, ev) for ev in events]
         event_ids = insert_events(conn, rows)
+        rollup.add(conn, rollup.tally(rows))
         answers = [
             a
             for eid, ev in zip(event_ids, events, strict=True)
