@@ -10,6 +10,7 @@ route returns for the same request; the page takes each one once, for the defaul
 
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -54,18 +55,22 @@ def script_json(data: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def render_index(template: str, web: WebComponents, preload: bool = True) -> str:
-    """index.html with the overview's answers in place of MARKER (none when the store cannot
-    be read: the page then asks the API itself and shows the error there)."""
+def render_index(template: str, web: WebComponents, preload: bool = True) -> Iterator[str]:
+    """index.html in two parts: everything before MARKER at once, then the overview's answers
+    in its place and the rest (no answers when the store cannot be read: the page then asks
+    the API itself and shows the error there)."""
+    head, _, tail = template.partition(MARKER)
+    yield head
     if not preload:
-        return template.replace(MARKER, "")
+        yield tail
+        return
     try:
         answers = overview_answers(web)
     except (StoreError, SQLAlchemyError) as exc:
         log.warning("dashboard served without its preloaded overview: %s", exc)
-        return template.replace(MARKER, "")
-    block = f'<script type="application/json" id="preload">{script_json(answers)}</script>'
-    return template.replace(MARKER, block)
+        yield tail
+        return
+    yield f'<script type="application/json" id="preload">{script_json(answers)}</script>' + tail
 
 
 def warm_up(web: WebComponents) -> None:
