@@ -31,6 +31,7 @@ from playwright.sync_api import sync_playwright
 
 from egresswatch.model import Attribution, ClientHello, Event, FlowKey, Observation, ProcessInfo
 from egresswatch.store import open_store
+from egresswatch.store.timeline import rolled_counts, slot_counts
 
 TOOLS = ("ollama", "llama.cpp", "lm-studio", "vllm", None, None, None, None)
 CATEGORIES = ("model-registry", "model-cdn", "telemetry", "cloud-llm-api", "other", "unknown")
@@ -140,6 +141,11 @@ def api_figures(db: Path, base: str) -> None:
     conn = sqlite3.connect(db)
     naive = timed(lambda: conn.execute(sql, (since,)).fetchall(), rounds=10)
     show("GET /api/timeline (24 h by tool, hourly)", line, naive, "plain SQL GROUP BY over ts")
+    now = time.time()
+    for group in ("tool", "category", "host", "process"):  # what a cold cache reads, in-process
+        rolled = timed(lambda: rolled_counts(store.engine, now - 86400, now, 3600, group), 5)  # noqa: B023
+        counted = timed(lambda: slot_counts(store.engine, now - 86400, now, 3600, group), 5)  # noqa: B023
+        show(f"  24 h by {group} from the per-minute rollup", rolled, counted, "counting events")
     store.close()
     conn.close()
 
