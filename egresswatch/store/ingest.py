@@ -122,7 +122,6 @@ class Ingest:
             self.ids.clear()
         rows = [self._event_row(conn, ev) for ev in events]
         event_ids = insert_events(conn, rows)
-        rollup.add(conn, rollup.tally(rows))
         answers = [
             a
             for eid, ev in zip(event_ids, events, strict=True)
@@ -131,6 +130,9 @@ class Ingest:
         if answers:
             conn.execute(insert(T_ANSWER), answers)
         self._flush_aggregates(conn)
+        # Last, just before the commit: agents sharing a PostgreSQL database upsert the same hot
+        # rows (this minute's "no tool"), so each holds their locks for as short as it can.
+        rollup.add(conn, rollup.tally(rows))
         return event_ids
 
     # -- interning -------------------------------------------------------------------------
