@@ -2,12 +2,13 @@
 the guard and the dashboard's static files. Nothing is built at import time.
 """
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 
-from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
 from prometheus_client import CollectorRegistry
 from starlette.staticfiles import StaticFiles
 
@@ -16,6 +17,7 @@ from egresswatch.api.components import WebComponents
 from egresswatch.api.errors import install_error_handlers
 from egresswatch.api.guard import GuardMiddleware
 from egresswatch.api.metrics import StoreCollector
+from egresswatch.api.preload import render_index, warm_up
 from egresswatch.api.routes import (
     alerts,
     destinations,
@@ -54,6 +56,7 @@ def create_app(components: WebComponents) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         components.feed.start()
+        threading.Thread(target=warm_up, args=(components,), daemon=True).start()
         try:
             yield
         finally:
@@ -75,16 +78,24 @@ def create_app(components: WebComponents) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     install_error_handlers(app)
-    _serve_dashboard(app)
+    _serve_dashboard(app, components)
     app.add_middleware(GuardMiddleware, policy=components.guard)
     return app
 
 
-def _serve_dashboard(app: FastAPI) -> None:
-    index = f"{static_dir()}/index.html"
+def _serve_dashboard(app: FastAPI, components: WebComponents) -> None:
+    template = (resources.files("egresswatch.api") / "static" / "index.html").read_text("utf-8")
 
     @app.get("/", include_in_schema=False)
-    def dashboard() -> FileResponse:
-        return FileResponse(index, headers={"Cache-Control": "no-cache"})
+    def dashboard(request: Request) -> StreamingResponse:
+        """The dashboard, with the overview's answers inside (`?preload=0`: without them, so
+        the page asks the API for each, as bench/web.py's peer measurement does). The head goes
+        out first, so the browser fetches the scripts while the answers are read."""
+        preload = request.query_params.get("preload") != "0"
+        return StreamingResponse(
+            render_index(template, components, preload),
+            media_type="text/html; charset=utf-8",
+            headers={"Cache-Control": "no-store"},
+        )
 
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")

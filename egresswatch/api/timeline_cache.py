@@ -6,6 +6,10 @@ stored in near time order; a late one older than that is not expected). Whole se
 are cached at the request's width; the partial buckets at its edges and the live tail are
 cached per settled minute, so only partial minutes and the last few minutes are counted on
 every request. When retention removes the oldest block, everything cached is dropped.
+
+Whole minutes are read from the per-minute rollup (store/rollup.py), so even a cold cache (the
+first request after the web process starts) reads a few rows a minute, not every event; only
+the partial minutes at a range's edges are counted from the events.
 """
 
 import math
@@ -22,7 +26,7 @@ from egresswatch.store.timeline import (
     SlotCounts,
     Timeline,
     fold,
-    slot_counts,
+    rolled_counts,
     store_marks,
 )
 
@@ -89,7 +93,7 @@ class TimelineCache:
     def _finer(self, span: "_Span", a: float, b: float, width: int) -> SlotCounts:
         if width > MINUTE:
             return self._count(span, a, b, MINUTE)
-        return slot_counts(span.engine, a, b, span.out_width, span.group) if b > a else Counter()
+        return rolled_counts(span.engine, a, b, span.out_width, span.group) if b > a else Counter()
 
     def _settled(
         self, engine: Engine, oldest: int | None, width: int, group: Group, slots: range
@@ -100,7 +104,8 @@ class TimelineCache:
                 self._oldest = oldest
             missing = [s for s in slots if (group, width, s) not in self._slots]
         if missing:
-            fresh = slot_counts(engine, missing[0] * width, (missing[-1] + 1) * width, width, group)
+            start, end = missing[0] * width, (missing[-1] + 1) * width
+            fresh = rolled_counts(engine, start, end, width, group)
             found: dict[int, Counter[str | None]] = {s: Counter() for s in missing}
             for (slot, name), n in fresh.items():
                 if slot in found:

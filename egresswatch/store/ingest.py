@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Column, Connection, insert
 
 from egresswatch.model import Event, ProcessInfo
+from egresswatch.store import rollup
 from egresswatch.store.interning import insert_missing, intern_row
 from egresswatch.store.rows import (
     ADDRESS_TYPES,
@@ -99,6 +100,9 @@ class Ingest:
         if answers:
             conn.execute(insert(T_ANSWER), answers)
         self._flush_aggregates(conn)
+        # Last, just before the commit: agents sharing a PostgreSQL database upsert the same hot
+        # rows (this minute's "no tool"), so each holds their locks for as short as it can.
+        rollup.add(conn, rollup.tally(rows))
         return event_ids
 
     # -- interning -------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Retention: delete events older than an age or beyond a size, then the side rows nothing uses."""
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +10,7 @@ from sqlalchemy import (
     Connection,
     Delete,
     Engine,
+    RowMapping,
     delete,
     exists,
     func,
@@ -17,6 +19,7 @@ from sqlalchemy import (
     update,
 )
 
+from egresswatch.store import rollup
 from egresswatch.store.queries import database_size
 from egresswatch.store.schema import (
     Address,
@@ -98,8 +101,8 @@ def _delete_before(engine: Engine, cutoff: float) -> int:
             bounds = id_bounds(conn, None, cutoff)
             if bounds is None:
                 return total
-            ids = select(EventRow.id).where(in_ids(bounds), EventRow.ts < cutoff)
-            n = _delete_events(conn, [r[0] for r in conn.execute(ids.limit(CHUNK))])
+            doomed = select(*_ROLLED).where(in_ids(bounds), EventRow.ts < cutoff)
+            n = _delete_events(conn, [r._mapping for r in conn.execute(doomed.limit(CHUNK))])
             if n < CHUNK:
                 # Every event of these blocks is gone; blocks that keep some stay (a bound).
                 conn.execute(delete(EventBlock).where(EventBlock.last_ts < cutoff))
@@ -124,9 +127,15 @@ def _trim_to_size(engine: Engine, max_bytes: int) -> int:
     return _delete_before(engine, cutoff + 1e-6)
 
 
-def _delete_events(conn: Connection, ids: list[int]) -> int:
-    if not ids:
+# What deleting an event needs: its id, and what the per-minute rollup counted it under.
+_ROLLED = (EventRow.id, EventRow.ts, EventRow.tool_id, EventRow.destination_id, EventRow.process_id)
+
+
+def _delete_events(conn: Connection, rows: Sequence[RowMapping]) -> int:
+    if not rows:
         return 0
+    ids = [r["id"] for r in rows]
+    rollup.subtract(conn, rollup.tally(rows))
     conn.execute(update(AlertRow).where(AlertRow.event_id.in_(ids)).values(event_id=None))
     conn.execute(delete(SessionEventRow).where(SessionEventRow.event_id.in_(ids)))
     conn.execute(delete(DnsAnswerRow).where(DnsAnswerRow.event_id.in_(ids)))

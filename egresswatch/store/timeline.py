@@ -4,6 +4,7 @@ The database groups by integer keys (bucket number, label or row id); names are 
 afterwards for the few keys found, so the scan of the window's id range stays narrow.
 """
 
+import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -11,6 +12,8 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, Engine, Integer, Select, cast, func, select
 from sqlalchemy.orm import Session
 
+from egresswatch.store import rollup
+from egresswatch.store.rollup import MINUTE
 from egresswatch.store.schema import Destination, EventBlock, EventRow, Hostname, Label, Process
 from egresswatch.store.window import id_bounds, in_ids, newest_ts
 
@@ -57,7 +60,7 @@ def timeline(
     """Counts of events with since <= ts < until per bucket and group; the `max_groups`
     busiest groups are kept by name, the rest are added up as "(other)".
     """
-    counts = slot_counts(engine, since, until, WIDTHS[bucket], group)
+    counts = rolled_counts(engine, since, until, WIDTHS[bucket], group)
     return fold(bucket, since, until, counts, max_groups)
 
 
@@ -72,6 +75,31 @@ def slot_counts(engine: Engine, since: float, until: float, width: int, group: G
     merged: SlotCounts = Counter()
     for (slot, k), n in counts.items():
         merged[(slot, names.get(k) if k is not None else None)] += n
+    return merged
+
+
+def rolled_counts(
+    engine: Engine, since: float, until: float, width: int, group: Group
+) -> SlotCounts:
+    """What `slot_counts` answers (width a multiple of a minute), with the whole minutes of
+    [since, until) read from the per-minute rollup and only the partial minutes at its edges
+    counted from the events.
+    """
+    if until <= since:
+        return Counter()
+    first, end = math.ceil(since / MINUTE), math.floor(until / MINUTE)
+    if end <= first:
+        return slot_counts(engine, since, until, width, group)
+    with Session(engine) as conn:
+        counts = rollup.read(conn.connection(), _DIMENSIONS[group], first, end, width // MINUTE)
+        names = _names(conn, group, {k for _, k in counts})
+    merged: SlotCounts = Counter()
+    for (slot, k), n in counts.items():
+        merged[(slot, names.get(k) if k is not None else None)] += n
+    if first * MINUTE > since:
+        merged.update(slot_counts(engine, since, first * MINUTE, width, group))
+    if until > end * MINUTE:
+        merged.update(slot_counts(engine, end * MINUTE, until, width, group))
     return merged
 
 
@@ -91,6 +119,12 @@ def store_marks(engine: Engine) -> tuple[int | None, float | None]:
         return (None if oldest is None else int(oldest)), newest_ts(conn)
 
 
+_DIMENSIONS: dict[Group, str] = {
+    "tool": "tool",
+    "category": "destination",
+    "host": "destination",
+    "process": "process",
+}
 _KEYS: dict[Group, Any] = {
     "tool": EventRow.tool_id,
     "category": EventRow.destination_id,

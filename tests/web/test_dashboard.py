@@ -5,6 +5,7 @@ build/test-artifacts/web/.
 
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from playwright.sync_api import Browser
 
@@ -28,6 +29,45 @@ def test_overview_draws_the_timeline_destinations_and_latest_events(
     assert tab.page.locator("#latest tbody tr").count() == 10
     assert drawn < 5  # the bench measures it properly; this only catches a broken page
     tab.shot("overview")
+    tab.assert_clean()
+
+
+PRELOADED = {"/api/timeline", "/api/destinations", "/api/events", "/api/alerts", "/api/sessions"}
+
+
+def drawn(tab: Tab) -> None:
+    """Wait for the page's own sign that every part of the overview has drawn its answer."""
+    tab.page.wait_for_selector("main[data-drawn=overview] svg.chart rect.bar")
+
+
+def test_the_overview_draws_from_its_preloaded_answers_without_asking_again(
+    tab: Tab, server: WebServer
+) -> None:
+    asked: list[str] = []
+    tab.page.on("request", lambda r: asked.append(urlsplit(r.url).path))
+    tab.page.goto(server.url + "/")
+    drawn(tab)  # not a timer: every part has drawn, from whichever source
+    assert tab.page.locator("#latest tbody tr").count() == 10
+    assert tab.page.locator("#open-alerts li").count() >= 1
+    assert PRELOADED.isdisjoint(asked), asked
+    assert tab.page.locator("#preload").count() == 0  # taken, then removed
+    # Later pages ask the API: a preloaded answer is used once, while the first page renders.
+    with tab.page.expect_request(lambda r: urlsplit(r.url).path == "/api/events"):
+        tab.page.evaluate("location.hash = '#/events'")
+    tab.page.wait_for_selector("#events tbody tr")
+    with tab.page.expect_request(lambda r: urlsplit(r.url).path == "/api/timeline"):
+        tab.page.evaluate("location.hash = '#/'")
+    tab.page.wait_for_selector("svg.chart rect.bar")
+    tab.assert_clean()
+
+
+def test_without_preload_the_overview_asks_the_api(tab: Tab, server: WebServer) -> None:
+    asked: list[str] = []
+    tab.page.on("request", lambda r: asked.append(urlsplit(r.url).path))
+    tab.page.goto(server.url + "/?preload=0")
+    drawn(tab)
+    assert tab.page.locator("#latest tbody tr").count() == 10
+    assert set(asked) >= PRELOADED
     tab.assert_clean()
 
 

@@ -12,6 +12,37 @@ export async function get(path, params = {}) {
   return body;
 }
 
+// The overview's first answers, sent inside the HTML (api/preload.py) as an inert JSON block.
+// Each is taken once, while the first page renders; after that every answer comes from the API.
+let preloaded = null;
+
+function preloadedAnswers() {
+  if (preloaded === null) {
+    const block = document.getElementById("preload");
+    preloaded = block ? JSON.parse(block.textContent) : {};
+    if (block) block.remove();
+  }
+  return preloaded;
+}
+
+// The preloaded answer for `key` (once), else the API's answer to `path` with `params`.
+export async function first(key, path, params = {}) {
+  const answers = preloadedAnswers();
+  if (key in answers) {
+    const found = answers[key];
+    delete answers[key];
+    return found;
+  }
+  return get(path, params);
+}
+
+// Called once the first page has rendered: later pages must not show answers from page load.
+export function dropPreloaded() {
+  preloaded = {};
+  const block = document.getElementById("preload");
+  if (block) block.remove();
+}
+
 export async function post(path, body = {}) {
   const response = await fetch(path, {
     method: "POST", credentials: "same-origin",

@@ -1,6 +1,6 @@
 // The dashboard's shell: hash routing, theme, agent status line.
 
-import { get } from "./api.js";
+import { dropPreloaded, first } from "./api.js";
 import { ago, h } from "./dom.js";
 import * as views from "./views.js";
 
@@ -11,6 +11,7 @@ function route() {
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   const params = new URLSearchParams(query || "");
   view.dataset.route = location.hash || "#/";
+  delete view.dataset.drawn;  // set by a page once all of it has drawn (the overview does)
   for (const a of document.querySelectorAll("nav a")) {
     const here = a.getAttribute("href") === "#/" + (parts[0] || "");
     if (here) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
@@ -29,7 +30,7 @@ function route() {
 async function agentStatus() {
   const line = document.getElementById("agent");
   try {
-    const health = await get("/api/health");
+    const health = await first("health", "/api/health");
     const agent = health.agent;
     line.className = "agent " + health.status;
     line.textContent = health.status === "no-agent" ? "no agent has run on this store"
@@ -66,6 +67,7 @@ function keys() {
 window.addEventListener("hashchange", () => { route(); view.focus(); });
 theme();
 keys();
-route();
+route();  // takes the preloaded answers it uses before its first await
 agentStatus();
+dropPreloaded();
 setInterval(agentStatus, 10000);
