@@ -12,7 +12,14 @@ from typing import Any
 from sqlalchemy import Column, Connection, insert
 
 from egresswatch.model import Event, Observation, ProcessInfo
-from egresswatch.store.interning import insert_missing, intern_row
+from egresswatch.store.interning import (
+    insert_ignore,
+    insert_missing,
+    intern_locked,
+    intern_row,
+    intern_unique,
+    interning,
+)
 from egresswatch.store.schema import (
     ATTRIBUTION_METHOD_CODES,
     DNS_PROTO_CODES,
@@ -103,6 +110,8 @@ class Ingest:
     )
     _dtool: dict[tuple[int, str], _Seen] = field(default_factory=dict)
     _names: dict[tuple[int, int, int], _Seen] = field(default_factory=dict)
+    # Rows interned one at a time because _prefetch did not foresee them (tests expect 0).
+    fallbacks: int = 0
 
     def forget(self) -> None:
         self.ids.clear()
@@ -119,6 +128,7 @@ class Ingest:
         """Insert `events` (one transaction is the caller's); returns their ids, in order."""
         if len(self.ids) > CACHE_LIMIT:
             self.ids.clear()
+        self._prefetch(conn, events)
         rows = [self._event_row(conn, ev) for ev in events]
         event_ids = insert_events(conn, rows)
         answers = [
@@ -131,12 +141,149 @@ class Ingest:
         self._flush_aggregates(conn)
         return event_ids
 
-    # -- interning -------------------------------------------------------------------------
+    # -- batch interning -------------------------------------------------------------------
+
+    def _prefetch(self, conn: Connection, events: Sequence[Event]) -> None:
+        """Intern every name `events` will need in a few statements per table, so the per-event
+        code below only hits the cache: tables in dependency order, keys sorted (interning.py).
+        """
+        ids = self.ids
+        labels: set[str] = set()
+        hosts: set[str] = set()
+        addrs: set[str] = set()
+        procs: dict[ProcessInfo, float] = {}
+        for ev in events:
+            self._wanted(ev, labels, hosts, addrs)
+            proc = ev.attribution.process
+            if proc is not None and ("processes", proc) not in ids:
+                procs.setdefault(proc, ev.observation.ts)
+        with interning(conn) as own:
+            for col, values in ((LABEL_TEXT, labels), (HOST_NAME, hosts), (ADDR, addrs)):
+                new = {(v,): {col.key: v} for v in values if (col.key, v) not in ids}
+                if new:
+                    for (value,), row_id in intern_unique(own, col.table, (col.key,), new).items():
+                        ids[(col.key, value)] = row_id
+            self._prefetch_processes(own, procs)
+            self._prefetch_destinations(own, events)
+            self._prefetch_names(own, events)
+
+    def _wanted(self, ev: Event, labels: set[str], hosts: set[str], addrs: set[str]) -> None:
+        """Add the labels, host names and addresses `ev` refers to (a superset is harmless)."""
+        obs = ev.observation
+        addrs.add(storable(obs.flow.src)[:64])
+        addrs.add(storable(obs.flow.dst)[:64])
+        labels.add(storable(ev.attribution.status))
+        if ev.tool is not None:
+            labels.add(storable(ev.tool))
+        for name in (ev.host, _event_name(ev)):
+            if name is not None:
+                hosts.add(storable(name))
+        detail = _detail_key(obs)
+        if detail != _NO_DETAIL and ("detail", detail) not in self.ids:
+            labels.add(storable(detail_text(obs)))
+        dns = obs.dns
+        if dns is None:
+            return
+        if dns.qname is not None:
+            hosts.add(storable(dns.qname))
+        for ans in dns.answers:
+            labels.add(storable(ans.type))
+            hosts.add(storable(ans.name))
+            if ans.type in ADDRESS_TYPES and ans.data is not None:
+                addrs.add(storable(ans.data)[:64])
+
+    def _prefetch_processes(self, conn: Connection, procs: dict[ProcessInfo, float]) -> None:
+        ids = self.ids
+        exes: dict[tuple[Any, ...], dict[str, Any]] = {}
+        exe_keys: dict[tuple[str | None, str | None], tuple[Any, ...]] = {}
+        for proc in procs:
+            raw = (proc.exe, proc.exe_sha256)
+            if raw != (None, None) and ("executables", raw) not in ids:
+                path, sha = opt(proc.exe), _sha_bytes(proc.exe_sha256)
+                exe_keys[raw] = (path, sha)
+                exes[(path, sha)] = {"path": path, "sha256": sha}
+        if exes:
+            got = intern_locked(conn, T_EXE, ("path", "sha256"), "path", exes)
+            for raw, key in exe_keys.items():
+                ids[("executables", raw)] = got[key]
+        rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+        keyed: dict[ProcessInfo, tuple[Any, ...]] = {}
+        for proc, ts in procs.items():
+            exe_id = None if proc.exe is None and proc.exe_sha256 is None else (
+                ids[("executables", (proc.exe, proc.exe_sha256))]
+            )  # fmt: skip
+            values = _process_values(proc, exe_id)
+            keyed[proc] = key = tuple(values[c] for c in PROCESS_KEY)
+            rows.setdefault(key, values | {"first_seen": ts})
+        if rows:
+            got = intern_locked(conn, T_PROC, PROCESS_KEY, "pid", rows)
+            for proc, key in keyed.items():
+                ids[("processes", proc)] = got[key]
+
+    def _prefetch_destinations(self, conn: Connection, events: Sequence[Event]) -> None:
+        ids = self.ids
+        dests: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for ev in events:
+            if ev.host is None:
+                continue
+            host_id = ids[("name", storable(ev.host))]
+            if ("destinations", host_id) not in ids and (host_id,) not in dests:
+                ts = ev.observation.ts
+                dests[(host_id,)] = {
+                    "hostname_id": host_id, "first_seen": ts, "last_seen": ts, "count": 0
+                }  # fmt: skip
+        if dests:
+            for (host_id,), dest in intern_unique(conn, T_DEST, ("hostname_id",), dests).items():
+                ids[("destinations", host_id)] = dest
+        tools: dict[tuple[int, str], dict[str, Any]] = {}
+        for ev in events:
+            if ev.host is None or ev.tool is None:
+                continue
+            dest = ids[("destinations", ids[("name", storable(ev.host))])]
+            key = (dest, storable(ev.tool))
+            if ("destination_tools", key) not in ids and key not in tools:
+                ts = ev.observation.ts
+                tools[key] = {"destination_id": dest, "tool": key[1], "first_seen": ts,
+                              "last_seen": ts, "count": 0}  # fmt: skip
+        if tools:
+            insert_ignore(conn, T_DTOOL, ("destination_id", "tool"), list(tools.values()))
+            for key in tools:
+                ids[("destination_tools", key)] = 1
+
+    def _prefetch_names(self, conn: Connection, events: Sequence[Event]) -> None:
+        ids = self.ids
+        names: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+        def want(addr: str, host: str, source: str, ts: float, expires: float | None) -> None:
+            key = (ids[("addr", storable(addr)[:64])], ids[("name", storable(host))],
+                   NAME_SOURCE_CODES[source])  # fmt: skip
+            if ("names", key) not in ids and key not in names:
+                names[key] = {"address_id": key[0], "hostname_id": key[1], "source": key[2],
+                              "first_seen": ts, "last_seen": ts, "expires": expires}  # fmt: skip
+
+        for ev in events:
+            obs = ev.observation
+            if obs.hello is not None and obs.hello.sni is not None:
+                source = "quic-sni" if obs.kind == "quic" else "sni"
+                want(obs.flow.dst, obs.hello.sni, source, obs.ts, None)
+            dns = obs.dns
+            if dns is None:
+                continue
+            for ans in dns.answers:
+                if ans.type in ADDRESS_TYPES and ans.data is not None:
+                    want(ans.data, dns.qname or ans.name, "dns", obs.ts, obs.ts + ans.ttl)
+        if names:
+            key_cols = ("address_id", "hostname_id", "source")
+            for key, row_id in intern_unique(conn, T_NAME, key_cols, names).items():
+                ids[("names", key)] = row_id
+
+    # -- interning (the cache; one row at a time only for what _prefetch missed) ------------
 
     def _intern(self, conn: Connection, col: Column[Any], value: str) -> int:
         key = (col.key, value)  # the column names differ, so they keep the tables apart
         hit = self.ids.get(key)
         if hit is None:
+            self.fallbacks += 1
             hit = self.ids[key] = intern_row(conn, col.table, {col.key: value})
         return hit
 
@@ -156,6 +303,7 @@ class Ingest:
         hit = self.ids.get(key)
         if hit is None:
             values = {"path": opt(path), "sha256": _sha_bytes(sha)}
+            self.fallbacks += 1
             hit = intern_row(conn, T_EXE, values)
             self.ids[key] = hit
         return hit
@@ -165,6 +313,7 @@ class Ingest:
         hit = self.ids.get(key)
         if hit is None:
             values = _process_values(proc, self._executable(conn, proc.exe, proc.exe_sha256))
+            self.fallbacks += 1
             hit = intern_row(conn, T_PROC, values, {"first_seen": ts})
             self.ids[key] = hit
         return hit
@@ -178,6 +327,7 @@ class Ingest:
         if dest is None:
             values = {"hostname_id": host_id}
             extra = {"first_seen": ts, "last_seen": ts, "count": 0}
+            self.fallbacks += 1
             dest = intern_row(conn, T_DEST, values, extra)
             self.ids[key] = dest
         self._dest.setdefault(dest, _Seen(ts, ts)).add(ts)
@@ -195,6 +345,7 @@ class Ingest:
         if key not in self.ids:
             values = {"destination_id": dest, "tool": tool}
             extra = {"first_seen": ts, "last_seen": ts, "count": 0}
+            self.fallbacks += 1
             insert_missing(conn, T_DTOOL, values, extra)
             self.ids[key] = 1
         self._dtool.setdefault((dest, tool), _Seen(ts, ts)).add(ts)
@@ -214,6 +365,7 @@ class Ingest:
         if ids_key not in self.ids:
             values = {"address_id": addr_id, "hostname_id": host_id, "source": key[2]}
             extra = {"first_seen": ts, "last_seen": ts, "expires": expires}
+            self.fallbacks += 1
             self.ids[ids_key] = intern_row(conn, T_NAME, values, extra)
         self._names.setdefault(key, _Seen(ts, ts)).add(ts, expires)
 
@@ -249,14 +401,8 @@ class Ingest:
 
     def _detail(self, conn: Connection, ev: Event) -> int | None:
         obs = ev.observation
-        dns, hello = obs.dns, obs.hello
-        key = (
-            None if dns is None else (dns.qtype, dns.rcode),
-            None if hello is None else (hello.alpn, hello.legacy_version,
-                                        hello.supported_versions, hello.ech),
-            obs.quic_version,
-        )  # fmt: skip
-        if key == (None, None, None):
+        key = _detail_key(obs)
+        if key == _NO_DETAIL:
             return None
         hit = self.ids.get(("detail", key))
         if hit is None:
@@ -319,6 +465,19 @@ class Ingest:
         self._names.clear()
 
 
+_NO_DETAIL = (None, None, None)
+
+
+def _detail_key(obs: Observation) -> tuple[Any, Any, Any]:
+    dns, hello = obs.dns, obs.hello
+    return (
+        None if dns is None else (dns.qtype, dns.rcode),
+        None if hello is None else (hello.alpn, hello.legacy_version,
+                                    hello.supported_versions, hello.ech),
+        obs.quic_version,
+    )  # fmt: skip
+
+
 def detail_text(obs: Observation) -> str:
     """The few-valued parts of an observation as one JSON label: a list of tagged parts,
     ["d", qtype, rcode] for DNS, ["h", alpn, legacy_version, supported_versions, ech] for a
@@ -379,6 +538,12 @@ def _sha_bytes(sha: str | None) -> bytes | None:
         return bytes.fromhex(sha)
     except ValueError:
         return storable(sha).encode()
+
+
+PROCESS_KEY = (
+    "pid", "start_time", "name", "exe_id", "cmdline", "user", "ppid", "ancestry", "netns",
+    "container", "tool", "tool_reason",
+)  # fmt: skip
 
 
 def _process_values(proc: ProcessInfo, exe_id: int | None) -> dict[str, Any]:
