@@ -9,7 +9,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Column, Connection, insert
+from sqlalchemy import Column, Connection
 
 from egresswatch.model import Event, Observation, ProcessInfo
 from egresswatch.store.interning import (
@@ -56,6 +56,7 @@ from egresswatch.store.statements import (
     T_NAME,
     T_PROC,
     insert_events,
+    insert_rows,
 )
 
 CACHE_LIMIT = 100_000
@@ -136,8 +137,7 @@ class Ingest:
             for eid, ev in zip(event_ids, events, strict=True)
             for a in self._answers(conn, eid, ev)
         ]
-        if answers:
-            conn.execute(insert(T_ANSWER), answers)
+        insert_rows(conn, T_ANSWER, answers)
         self._flush_aggregates(conn)
         return event_ids
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 
 from egresswatch.store.schema import (
     BLOCK_BITS,
@@ -125,10 +126,40 @@ def insert_events(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
         raise ValueError(f"the event store does not support {dialect}")
     for row_id, row in zip(ids, rows, strict=True):
         row["id"] = row_id
-    conn.execute(insert(T_EVENT), rows)
+    insert_rows(conn, T_EVENT, rows)
     record_blocks(conn, [(r["id"], r["ts"]) for r in rows])
     record_destinations(conn, [(r["id"], r["destination_id"]) for r in rows])
     return ids
+
+
+def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert `rows` (dicts with the same keys): PostgreSQL's COPY, several times faster than
+    a multi-row INSERT for a batch; elsewhere one executemany."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        conn.execute(insert(table), rows)
+        return
+    import psycopg  # noqa: PLC0415 (the optional `postgres` extra)
+
+    cols = list(rows[0])
+    copy = psycopg.sql.SQL("COPY {} ({}) FROM STDIN").format(
+        psycopg.sql.Identifier(table.name),
+        psycopg.sql.SQL(", ").join(map(psycopg.sql.Identifier, cols)),
+    )
+    raw: Any = conn.connection.driver_connection  # psycopg's, inside this transaction
+    try:
+        with raw.cursor() as cur, cur.copy(copy) as out:
+            for row in rows:
+                out.write_row([row[c] for c in cols])
+    except psycopg.Error as err:
+        # As SQLAlchemy would have raised it: the writer retries an OperationalError (server
+        # gone) and isolates the bad event of a DataError.
+        if conn.dialect.is_disconnect(err, raw, None):  # type: ignore[arg-type]
+            conn.invalidate(err)
+        raise DBAPIError.instance(
+            f"COPY {table.name}", None, err, psycopg.Error, dialect=conn.dialect
+        ) from err
 
 
 def record_blocks(conn: Connection, stamps: list[tuple[int, float]]) -> None:
