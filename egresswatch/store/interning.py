@@ -17,12 +17,14 @@ SQLite has one writer: the same statements run on the batch's own connection, wi
 `intern_row` is the row-at-a-time path for anything the batch pass did not foresee.
 """
 
+import functools
 import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Table, func, insert, select, text, tuple_
+from sqlalchemy import Connection, Table, TextClause, func, insert, select, text, tuple_
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -92,6 +94,8 @@ def intern_unique(
     Inserting in one sorted order means two writers wait on each other's new keys in the same
     order: they queue, they cannot deadlock.
     """
+    if conn.dialect.name == "postgresql":
+        return _pg_intern_unique(conn, table, tuple(key), rows)
     found = _select_keys(conn, table, key, list(rows))
     missing = sorted(k for k in rows if k not in found)
     if missing:
@@ -111,9 +115,69 @@ def insert_ignore(
 ) -> None:
     """Insert the id-less `rows` (destination_tools) in key order unless their key exists."""
     ordered = sorted(rows, key=lambda r: tuple(r[name] for name in key))
+    if conn.dialect.name == "postgresql" and ordered:
+        cols = tuple(ordered[0])
+        conn.execute(_pg_insert_arrays(table, cols, tuple(key), False), _arrays(cols, ordered))
+        return
     stmt = _insert_ignore(conn, table, key)
     for chunk in _chunks(ordered):
         conn.execute(stmt, chunk)
+
+
+def _pg_intern_unique(
+    conn: Connection, table: Table, key: tuple[str, ...], rows: dict[Key, dict[str, Any]]
+) -> dict[Key, int]:
+    """intern_unique on PostgreSQL: each step one statement of constant text whatever the
+    batch (arrays and unnest), so the driver prepares it once instead of parsing a new
+    thousand-parameter statement every batch."""
+    found = _pg_select(conn, table, key, list(rows))
+    missing = sorted(k for k in rows if k not in found)
+    if missing:
+        values = [rows[k] for k in missing]
+        cols = tuple(values[0])
+        for row in conn.execute(_pg_insert_arrays(table, cols, key, True), _arrays(cols, values)):
+            found[tuple(row[1:])] = int(row[0])
+        lost = [k for k in missing if k not in found]  # inserted by a concurrent writer
+        if lost:
+            found.update(_pg_select(conn, table, key, lost))
+    return _complete(table, rows, found)
+
+
+def _pg_select(
+    conn: Connection, table: Table, key: tuple[str, ...], keys: list[Key]
+) -> dict[Key, int]:
+    params = {f"k{i}": [k[i] for k in keys] for i in range(len(key))}
+    return {tuple(r[1:]): int(r[0]) for r in conn.execute(_pg_select_arrays(table, key), params)}
+
+
+def _arrays(cols: tuple[str, ...], rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    return {f"c{i}": [r[c] for r in rows] for i, c in enumerate(cols)}
+
+
+def _pg_type(table: Table, col: str) -> str:
+    return str(table.c[col].type.compile(dialect=postgresql.dialect()))
+
+
+@functools.cache
+def _pg_select_arrays(table: Table, key: tuple[str, ...]) -> TextClause:
+    names = ", ".join(f'"{k}"' for k in key)
+    arrays = ", ".join(f"CAST(:k{i} AS {_pg_type(table, k)}[])" for i, k in enumerate(key))
+    # Names and types come from the schema, values only through the parameters.
+    rows = f"(SELECT * FROM unnest({arrays}))"  # noqa: S608
+    return text(f'SELECT id, {names} FROM "{table.name}" WHERE ({names}) IN {rows}')  # noqa: S608
+
+
+@functools.cache
+def _pg_insert_arrays(
+    table: Table, cols: tuple[str, ...], key: tuple[str, ...], returning: bool
+) -> TextClause:
+    # unnest yields the rows in array order: the sorted order the docstring relies on.
+    names = ", ".join(f'"{c}"' for c in cols)
+    arrays = ", ".join(f"CAST(:c{i} AS {_pg_type(table, c)}[])" for i, c in enumerate(cols))
+    keys = ", ".join(f'"{k}"' for k in key)
+    tail = f" RETURNING id, {keys}" if returning else ""
+    sql = f'INSERT INTO "{table.name}" ({names}) SELECT * FROM unnest({arrays}) '  # noqa: S608
+    return text(f"{sql}ON CONFLICT ({keys}) DO NOTHING{tail}")
 
 
 def intern_locked(
