@@ -154,8 +154,11 @@ def _arrays(cols: tuple[str, ...], rows: list[dict[str, Any]]) -> dict[str, list
     return {f"c{i}": [r[c] for r in rows] for i, c in enumerate(cols)}
 
 
+_PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
 def _pg_type(table: Table, col: str) -> str:
-    return str(table.c[col].type.compile(dialect=postgresql.dialect()))
+    return str(table.c[col].type.compile(dialect=_PG_DIALECT))
 
 
 @functools.cache
