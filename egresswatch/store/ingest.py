@@ -57,6 +57,7 @@ from egresswatch.store.statements import (
     T_PROC,
     insert_events,
     insert_rows,
+    update_many,
 )
 
 CACHE_LIMIT = 100_000
@@ -438,27 +439,28 @@ class Ingest:
     # -- aggregates ------------------------------------------------------------------------
 
     def _flush_aggregates(self, conn: Connection) -> None:
-        # One executemany per table: the statements are built once (module level). Rows go in
-        # id order, so agents sharing a PostgreSQL database lock them in one order (no deadlock).
+        # One executemany per table (one statement on PostgreSQL): built once (module level).
+        # Rows go in id order, so agents sharing a PostgreSQL database lock them in one order.
         if self._dest:
-            conn.execute(DEST_SEEN, [_seen_params(d, s) for d, s in sorted(self._dest.items())])
+            seen = [_seen_params(d, s) for d, s in sorted(self._dest.items())]
+            update_many(conn, "destinations", DEST_SEEN, seen)
         if self._dest_class:
             classes = [
                 {"b_id": d, "b_cat": c, "b_entry": e, "b_src": s, "b_conf": f}
                 for d, (c, e, s, f) in sorted(self._dest_class.items())
             ]
-            conn.execute(DEST_CLASS, classes)
+            update_many(conn, "classes", DEST_CLASS, classes)
         if self._dtool:
             tools = [
                 _seen_params(d, s) | {"b_tool": t} for (d, t), s in sorted(self._dtool.items())
             ]
-            conn.execute(DTOOL_SEEN, tools)
+            update_many(conn, "destination_tools", DTOOL_SEEN, tools)
         if self._names:
             names = [
                 {"b_id": self.ids[("names", key)], "b_last": s.last, "b_exp": s.extra}
                 for key, s in sorted(self._names.items())
             ]
-            conn.execute(NAME_SEEN, names)
+            update_many(conn, "names", NAME_SEEN, names)
         self._dest.clear()
         self._dest_class.clear()
         self._dtool.clear()

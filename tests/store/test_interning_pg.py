@@ -161,7 +161,12 @@ def test_writer_processes_interning_overlapping_new_names(
         with engine.connect() as conn:
             hosts = conn.execute(text("SELECT count(*) FROM hostnames")).scalar_one()
             procs = conn.execute(text("SELECT count(*) FROM processes")).scalar_one()
+            seen = conn.execute(text("SELECT sum(count) FROM destinations")).scalar_one()
+            tools = conn.execute(text("SELECT sum(count) FROM destination_tools")).scalar_one()
     finally:
         engine.dispose()
     assert hosts == intern_child.POOL + 1  # + the CNAME target every DNS answer names
     assert procs == 150
+    # Every writer's counter updates landed (none lost to another's concurrent update).
+    assert seen == sum(ev.host is not None for ev in expected.values())
+    assert tools == sum(ev.host is not None and ev.tool is not None for ev in expected.values())
