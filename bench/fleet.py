@@ -245,7 +245,27 @@ def stored_per_agent(url: str) -> dict[str, int]:
     return {str(addr): int(count) for addr, count in rows}
 
 
-def fresh_database(base: str) -> str:
+def drop_foreign_keys(url: str) -> None:
+    """The --without-fks experiment: what PostgreSQL's per-row foreign-key checks on events
+    and dns_answers cost (not what egresswatch ships)."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for table in ("events", "dns_answers"):
+                names = conn.execute(
+                    text(
+                        "SELECT conname FROM pg_constraint WHERE contype = 'f' "
+                        "AND conrelid = CAST(:t AS regclass)"
+                    ),
+                    {"t": table},
+                ).scalars()
+                for name in list(names):
+                    conn.execute(text(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"'))
+    finally:
+        engine.dispose()
+
+
+def fresh_database(base: str, without_fks: bool = False) -> str:
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
@@ -255,6 +275,8 @@ def fresh_database(base: str) -> str:
         admin.dispose()
     url = make_url(base).set(database=DATABASE).render_as_string(hide_password=False)
     open_store(url).close()  # `egresswatch db upgrade`, as the owner
+    if without_fks:
+        drop_foreign_keys(url)
     return url
 
 
@@ -282,6 +304,11 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=2000, help="events/s per agent, rate phase")
     parser.add_argument("--url", default=os.environ.get("EGRESSWATCH_TEST_PG_URL", DEFAULT_URL))
     parser.add_argument("--phases", default="saturate1,saturateN,rateN,peer")
+    parser.add_argument(
+        "--without-fks",
+        action="store_true",
+        help="experiment: drop the foreign keys of events and dns_answers after the upgrade",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -289,17 +316,19 @@ def main() -> None:
         return
     phases = args.phases.split(",")
     n, secs = args.agents, args.seconds
+    if args.without_fks:
+        print("EXPERIMENT: events and dns_answers without their foreign keys")
     print(f"{secs:.0f} s per phase, PostgreSQL {make_url(args.url).render_as_string()}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     one = many = peer = None
     if "saturate1" in phases:
-        url = fresh_database(args.url)
+        url = fresh_database(args.url, args.without_fks)
         one = report("saturate x1 (PostgreSQL)", url, run_agents(url, 1, secs, 0))
     if "saturateN" in phases:
-        url = fresh_database(args.url)
+        url = fresh_database(args.url, args.without_fks)
         many = report(f"saturate x{n} (PostgreSQL)", url, run_agents(url, n, secs, 0))
     if "rateN" in phases:
-        url = fresh_database(args.url)
+        url = fresh_database(args.url, args.without_fks)
         report(f"rate x{n} at {args.rate:,}/s each (PostgreSQL)", url,
                run_agents(url, n, secs, args.rate))  # fmt: skip
     if "peer" in phases:
