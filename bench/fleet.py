@@ -24,7 +24,7 @@ RSS (peak, at mid-run, at the end).
 
 Usage: python bench/fleet.py [--seconds 20] [--agents 3] [--rate 2000] [--url URL]
 The URL defaults to $EGRESSWATCH_TEST_PG_URL (as the tests find PostgreSQL) or the role and
-server scripts/setup.sh makes; the role needs CREATEDB.
+server scripts/setup.sh makes; the role needs CREATEDB. The database is dropped at the end.
 """
 
 import argparse
@@ -315,11 +315,28 @@ def main() -> None:
         print(json.dumps(agent(*json.loads(args.child))), flush=True)
         return
     phases = args.phases.split(",")
-    n, secs = args.agents, args.seconds
+    secs = args.seconds
     if args.without_fks:
         print("EXPERIMENT: events and dns_answers without their foreign keys")
     print(f"{secs:.0f} s per phase, PostgreSQL {make_url(args.url).render_as_string()}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    try:
+        run_phases(args, phases)
+    finally:
+        drop_database(args.url)
+
+
+def drop_database(base: str) -> None:
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+def run_phases(args: argparse.Namespace, phases: list[str]) -> None:
+    n, secs = args.agents, args.seconds
     one = many = peer = None
     if "saturate1" in phases:
         url = fresh_database(args.url, args.without_fks)
