@@ -219,8 +219,8 @@ def intern_locked(
 
 def _complete(table: Table, rows: dict[Key, Any], found: dict[Key, int]) -> dict[Key, int]:
     lost = [k for k in rows if k not in found]
-    if lost:  # a bug or a concurrent delete (retention): the batch fails and is retried
-        raise LookupError(f"interning {table.name}: {len(lost)} rows neither found nor inserted")
+    if lost:  # a concurrent delete (retention): the writer retries the batch's events one by one
+        raise KeyError(f"interning {table.name}: {len(lost)} rows neither found nor inserted")
     return {k: found[k] for k in rows}
 
 
