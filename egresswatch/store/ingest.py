@@ -8,11 +8,18 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Column, Connection, insert
+from sqlalchemy import Column, Connection
 
-from egresswatch.model import Event, ProcessInfo
+from egresswatch.model import Event, Observation, ProcessInfo
 from egresswatch.store import rollup
-from egresswatch.store.interning import insert_missing, intern_row
+from egresswatch.store.interning import (
+    insert_ignore,
+    insert_missing,
+    intern_locked,
+    intern_row,
+    intern_unique,
+    interning,
+)
 from egresswatch.store.rows import (
     ADDRESS_TYPES,
     cname_chain_text,
@@ -42,6 +49,8 @@ from egresswatch.store.statements import (
     T_NAME,
     T_PROC,
     insert_events,
+    insert_rows,
+    update_many,
 )
 
 __all__ = ["CACHE_LIMIT", "Ingest", "storable"]  # storable: re-exported for older importers
@@ -74,6 +83,8 @@ class Ingest:
     )
     _dtool: dict[tuple[int, str], _Seen] = field(default_factory=dict)
     _names: dict[tuple[int, int, int], _Seen] = field(default_factory=dict)
+    # Rows interned one at a time because _prefetch did not foresee them (tests expect 0).
+    fallbacks: int = 0
 
     def forget(self) -> None:
         self.ids.clear()
@@ -90,6 +101,7 @@ class Ingest:
         """Insert `events` (one transaction is the caller's); returns their ids, in order."""
         if len(self.ids) > CACHE_LIMIT:
             self.ids.clear()
+        self._prefetch(conn, events)
         rows = [self._event_row(conn, ev) for ev in events]
         event_ids = insert_events(conn, rows)
         answers = [
@@ -97,20 +109,156 @@ class Ingest:
             for eid, ev in zip(event_ids, events, strict=True)
             for a in self._answers(conn, eid, ev)
         ]
-        if answers:
-            conn.execute(insert(T_ANSWER), answers)
+        insert_rows(conn, T_ANSWER, answers)
         self._flush_aggregates(conn)
         # Last, just before the commit: agents sharing a PostgreSQL database upsert the same hot
         # rows (this minute's "no tool"), so each holds their locks for as short as it can.
         rollup.add(conn, rollup.tally(rows))
         return event_ids
 
-    # -- interning -------------------------------------------------------------------------
+    # -- batch interning -------------------------------------------------------------------
+
+    def _prefetch(self, conn: Connection, events: Sequence[Event]) -> None:
+        """Intern every name `events` will need in a few statements per table, so the per-event
+        code below only hits the cache: tables in dependency order, keys sorted (interning.py).
+        """
+        ids = self.ids
+        labels: set[str] = set()
+        hosts: set[str] = set()
+        addrs: set[str] = set()
+        procs: dict[ProcessInfo, float] = {}
+        for ev in events:
+            self._wanted(ev, labels, hosts, addrs)
+            proc = ev.attribution.process
+            if proc is not None and ("processes", proc) not in ids:
+                procs.setdefault(proc, ev.observation.ts)
+        with interning(conn) as own:
+            for col, values in ((LABEL_TEXT, labels), (HOST_NAME, hosts), (ADDR, addrs)):
+                new = {(v,): {col.key: v} for v in values if (col.key, v) not in ids}
+                if new:
+                    for (value,), row_id in intern_unique(own, col.table, (col.key,), new).items():
+                        ids[(col.key, value)] = row_id
+            self._prefetch_processes(own, procs)
+            self._prefetch_destinations(own, events)
+            self._prefetch_names(own, events)
+
+    def _wanted(self, ev: Event, labels: set[str], hosts: set[str], addrs: set[str]) -> None:
+        """Add the labels, host names and addresses `ev` refers to (a superset is harmless)."""
+        obs = ev.observation
+        addrs.add(storable(obs.flow.src)[:64])
+        addrs.add(storable(obs.flow.dst)[:64])
+        labels.add(storable(ev.attribution.status))
+        if ev.tool is not None:
+            labels.add(storable(ev.tool))
+        for name in (ev.host, event_name(ev)):
+            if name is not None:
+                hosts.add(storable(name))
+        detail = _detail_key(obs)
+        if detail != _NO_DETAIL and ("detail", detail) not in self.ids:
+            labels.add(storable(detail_text(obs)))
+        dns = obs.dns
+        if dns is None:
+            return
+        if dns.qname is not None:
+            hosts.add(storable(dns.qname))
+        for ans in dns.answers:
+            labels.add(storable(ans.type))
+            hosts.add(storable(ans.name))
+            if ans.type in ADDRESS_TYPES and ans.data is not None:
+                addrs.add(storable(ans.data)[:64])
+
+    def _prefetch_processes(self, conn: Connection, procs: dict[ProcessInfo, float]) -> None:
+        ids = self.ids
+        exes: dict[tuple[Any, ...], dict[str, Any]] = {}
+        exe_keys: dict[tuple[str | None, str | None], tuple[Any, ...]] = {}
+        for proc in procs:
+            raw = (proc.exe, proc.exe_sha256)
+            if raw != (None, None) and ("executables", raw) not in ids:
+                path, sha = opt(proc.exe), sha_bytes(proc.exe_sha256)
+                exe_keys[raw] = (path, sha)
+                exes[(path, sha)] = {"path": path, "sha256": sha}
+        if exes:
+            got = intern_locked(conn, T_EXE, ("path", "sha256"), "path", exes)
+            for raw, key in exe_keys.items():
+                ids[("executables", raw)] = got[key]
+        rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+        keyed: dict[ProcessInfo, tuple[Any, ...]] = {}
+        for proc, ts in procs.items():
+            exe_id = None if proc.exe is None and proc.exe_sha256 is None else (
+                ids[("executables", (proc.exe, proc.exe_sha256))]
+            )  # fmt: skip
+            values = process_values(proc, exe_id)
+            keyed[proc] = key = tuple(values[c] for c in PROCESS_KEY)
+            rows.setdefault(key, values | {"first_seen": ts})
+        if rows:
+            got = intern_locked(conn, T_PROC, PROCESS_KEY, "pid", rows)
+            for proc, key in keyed.items():
+                ids[("processes", proc)] = got[key]
+
+    def _prefetch_destinations(self, conn: Connection, events: Sequence[Event]) -> None:
+        ids = self.ids
+        dests: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for ev in events:
+            if ev.host is None:
+                continue
+            host_id = ids[("name", storable(ev.host))]
+            if ("destinations", host_id) not in ids and (host_id,) not in dests:
+                ts = ev.observation.ts
+                dests[(host_id,)] = {
+                    "hostname_id": host_id, "first_seen": ts, "last_seen": ts, "count": 0
+                }  # fmt: skip
+        if dests:
+            for (host_id,), dest in intern_unique(conn, T_DEST, ("hostname_id",), dests).items():
+                ids[("destinations", host_id)] = dest
+        tools: dict[tuple[int, str], dict[str, Any]] = {}
+        for ev in events:
+            if ev.host is None or ev.tool is None:
+                continue
+            dest = ids[("destinations", ids[("name", storable(ev.host))])]
+            key = (dest, storable(ev.tool))
+            if ("destination_tools", key) not in ids and key not in tools:
+                ts = ev.observation.ts
+                tools[key] = {"destination_id": dest, "tool": key[1], "first_seen": ts,
+                              "last_seen": ts, "count": 0}  # fmt: skip
+        if tools:
+            insert_ignore(conn, T_DTOOL, ("destination_id", "tool"), list(tools.values()))
+            for key in tools:
+                ids[("destination_tools", key)] = 1
+
+    def _prefetch_names(self, conn: Connection, events: Sequence[Event]) -> None:
+        ids = self.ids
+        names: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+        def want(addr: str, host: str, source: str, ts: float, expires: float | None) -> None:
+            key = (ids[("addr", storable(addr)[:64])], ids[("name", storable(host))],
+                   NAME_SOURCE_CODES[source])  # fmt: skip
+            if ("names", key) not in ids and key not in names:
+                names[key] = {"address_id": key[0], "hostname_id": key[1], "source": key[2],
+                              "first_seen": ts, "last_seen": ts, "expires": expires}  # fmt: skip
+
+        for ev in events:
+            obs = ev.observation
+            if obs.hello is not None and obs.hello.sni is not None:
+                source = "quic-sni" if obs.kind == "quic" else "sni"
+                want(obs.flow.dst, obs.hello.sni, source, obs.ts, None)
+            dns = obs.dns
+            if dns is None:
+                continue
+            for ans in dns.answers:
+                if ans.type in ADDRESS_TYPES and ans.data is not None:
+                    want(ans.data, dns.qname or ans.name, "dns", obs.ts, obs.ts + ans.ttl)
+        if names:
+            key_cols = ("address_id", "hostname_id", "source")
+            for key, row_id in intern_unique(conn, T_NAME, key_cols, names).items():
+                ids[("names", key)] = row_id
+
+    # -- interning (the cache; one row at a time only for what _prefetch missed) ------------
 
     def _intern(self, conn: Connection, col: Column[Any], value: str) -> int:
         key = (col.key, value)  # the column names differ, so they keep the tables apart
         hit = self.ids.get(key)
         if hit is None:
+            self.fallbacks += 1
             hit = self.ids[key] = intern_row(conn, col.table, {col.key: value})
         return hit
 
@@ -130,6 +278,7 @@ class Ingest:
         hit = self.ids.get(key)
         if hit is None:
             values = {"path": opt(path), "sha256": sha_bytes(sha)}
+            self.fallbacks += 1
             hit = intern_row(conn, T_EXE, values)
             self.ids[key] = hit
         return hit
@@ -139,6 +288,7 @@ class Ingest:
         hit = self.ids.get(key)
         if hit is None:
             values = process_values(proc, self._executable(conn, proc.exe, proc.exe_sha256))
+            self.fallbacks += 1
             hit = intern_row(conn, T_PROC, values, {"first_seen": ts})
             self.ids[key] = hit
         return hit
@@ -152,6 +302,7 @@ class Ingest:
         if dest is None:
             values = {"hostname_id": host_id}
             extra = {"first_seen": ts, "last_seen": ts, "count": 0}
+            self.fallbacks += 1
             dest = intern_row(conn, T_DEST, values, extra)
             self.ids[key] = dest
         self._dest.setdefault(dest, _Seen(ts, ts)).add(ts)
@@ -169,6 +320,7 @@ class Ingest:
         if key not in self.ids:
             values = {"destination_id": dest, "tool": tool}
             extra = {"first_seen": ts, "last_seen": ts, "count": 0}
+            self.fallbacks += 1
             insert_missing(conn, T_DTOOL, values, extra)
             self.ids[key] = 1
         self._dtool.setdefault((dest, tool), _Seen(ts, ts)).add(ts)
@@ -188,6 +340,7 @@ class Ingest:
         if ids_key not in self.ids:
             values = {"address_id": addr_id, "hostname_id": host_id, "source": key[2]}
             extra = {"first_seen": ts, "last_seen": ts, "expires": expires}
+            self.fallbacks += 1
             self.ids[ids_key] = intern_row(conn, T_NAME, values, extra)
         self._names.setdefault(key, _Seen(ts, ts)).add(ts, expires)
 
@@ -224,14 +377,8 @@ class Ingest:
 
     def _detail(self, conn: Connection, ev: Event) -> int | None:
         obs = ev.observation
-        dns, hello = obs.dns, obs.hello
-        key = (
-            None if dns is None else (dns.qtype, dns.rcode),
-            None if hello is None else (hello.alpn, hello.legacy_version,
-                                        hello.supported_versions, hello.ech),
-            obs.quic_version,
-        )  # fmt: skip
-        if key == (None, None, None):
+        key = _detail_key(obs)
+        if key == _NO_DETAIL:
             return None
         hit = self.ids.get(("detail", key))
         if hit is None:
@@ -267,32 +414,52 @@ class Ingest:
     # -- aggregates ------------------------------------------------------------------------
 
     def _flush_aggregates(self, conn: Connection) -> None:
-        # One executemany per table: the statements are built once (module level). Rows go in
-        # id order, so agents sharing a PostgreSQL database lock them in one order (no deadlock).
+        # One executemany per table (one statement on PostgreSQL): built once (module level).
+        # Rows go in id order, so agents sharing a PostgreSQL database lock them in one order.
         if self._dest:
-            conn.execute(DEST_SEEN, [_seen_params(d, s) for d, s in sorted(self._dest.items())])
+            seen = [_seen_params(d, s) for d, s in sorted(self._dest.items())]
+            update_many(conn, "destinations", DEST_SEEN, seen)
         if self._dest_class:
             classes = [
                 {"b_id": d, "b_cat": c, "b_entry": e, "b_src": s, "b_conf": f}
                 for d, (c, e, s, f) in sorted(self._dest_class.items())
             ]
-            conn.execute(DEST_CLASS, classes)
+            update_many(conn, "classes", DEST_CLASS, classes)
         if self._dtool:
             tools = [
                 _seen_params(d, s) | {"b_tool": t} for (d, t), s in sorted(self._dtool.items())
             ]
-            conn.execute(DTOOL_SEEN, tools)
+            update_many(conn, "destination_tools", DTOOL_SEEN, tools)
         if self._names:
             names = [
                 {"b_id": self.ids[("names", key)], "b_last": s.last, "b_exp": s.extra}
                 for key, s in sorted(self._names.items())
             ]
-            conn.execute(NAME_SEEN, names)
+            update_many(conn, "names", NAME_SEEN, names)
         self._dest.clear()
         self._dest_class.clear()
         self._dtool.clear()
         self._names.clear()
 
 
+_NO_DETAIL = (None, None, None)
+
+
+def _detail_key(obs: Observation) -> tuple[Any, Any, Any]:
+    dns, hello = obs.dns, obs.hello
+    return (
+        None if dns is None else (dns.qtype, dns.rcode),
+        None if hello is None else (hello.alpn, hello.legacy_version,
+                                    hello.supported_versions, hello.ech),
+        obs.quic_version,
+    )  # fmt: skip
+
+
 def _seen_params(row_id: int, seen: _Seen) -> dict[str, Any]:
     return {"b_id": row_id, "b_first": seen.first, "b_last": seen.last, "b_n": seen.count}
+
+
+PROCESS_KEY = (
+    "pid", "start_time", "name", "exe_id", "cmdline", "user", "ppid", "ancestry", "netns",
+    "container", "tool", "tool_reason",
+)  # fmt: skip
