@@ -197,8 +197,9 @@ def build_service(
     writer = store.writer()
     recorder = Recorder(writer)
     feed: Bus[object] = Bus()
-    fanout = FanOut(catalog, (recorder, feed.publish))
-    tracker = SessionTracker(writer, store.engine, settings.sessions.idle_seconds)
+    node = settings.agent.node
+    fanout = FanOut(catalog, (recorder, feed.publish), node=node)
+    tracker = SessionTracker(writer, store.engine, settings.sessions.idle_seconds, node=node)
     delivery = Delivery(build_sinks(settings.sinks))
     alerts = AlertEngine(
         writer,
@@ -210,6 +211,7 @@ def build_service(
         auto_sessions=settings.sessions.auto,
         large_download_mb=settings.alerts.large_download_mb,
         kernel=getattr(attributor, "kernel", None),
+        node=node,
     )
     writer.on_written(alerts.offer)
     transfers = TcpCloseWatch(alerts.offer_closed, alerts.stop)
@@ -220,5 +222,5 @@ def build_service(
         capture, agent, recorder, retention, store, fanout, alerts, delivery, feed, transfers
     )
     service.control = for_agent(store.url, writer)
-    service.heartbeat = Heartbeat(store, service.counters, capture.queue.qsize, stop)
+    service.heartbeat = Heartbeat(store, service.counters, capture.queue.qsize, stop, node=node)
     return service

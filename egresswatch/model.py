@@ -161,6 +161,7 @@ class Event:
     name_candidates: tuple[str, ...] = ()
     category_source: str | None = None  # how `category` was decided (docs/catalog.md)
     category_confidence: float | None = None  # 0.0-1.0, by `category_source`
+    node: str | None = None  # the agent that saw it ([agent] node); None: stored before 0006
 
     @property
     def name_ambiguous(self) -> bool:
@@ -192,6 +193,7 @@ class InferenceSession:
     verdict: str = "open"
     egress: int = 0
     alerts: int = 0
+    node: str | None = None  # the agent that opened it; None: stored before revision 0006
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,3 +220,4 @@ class Alert:
     id: int | None = None
     last_time: float | None = None
     acknowledged: bool = False
+    node: str | None = None  # the agent that raised it; None: stored before revision 0006

@@ -239,6 +239,7 @@ class Ingest:
             "detail_id": self._detail(conn, ev),
             "attribution_method": _method_code(ev),
             "name_candidates": json.dumps(ev.name_candidates) if ev.name_ambiguous else None,
+            "node_id": None if ev.node is None else self.label(conn, ev.node),
         }
         hello = obs.hello
         if hello is not None and hello.sni is not None:

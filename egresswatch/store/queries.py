@@ -79,6 +79,7 @@ class EventFilter:
     tool: str | None = None
     category: str | None = None
     host: str | None = None
+    node: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,7 @@ class StoreStats:
 _status = aliased(Label, name="status")
 _tool = aliased(Label, name="tool")
 _detail = aliased(Label, name="detail")
+_node = aliased(Label, name="node")
 _dest_host = aliased(Hostname, name="dest_host")
 _name = aliased(Hostname, name="name")
 _src = aliased(Address, name="src")
@@ -122,6 +124,7 @@ def _base_query() -> Select[*tuple[Any, ...]]:
             _tool.text.label("tool"),
             _name.name.label("name"),
             _detail.text.label("detail"),
+            _node.text.label("node"),
             _src.addr.label("src"),
             _dst.addr.label("dst"),
         )
@@ -135,6 +138,7 @@ def _base_query() -> Select[*tuple[Any, ...]]:
         .outerjoin(_tool, _tool.id == EventRow.tool_id)
         .outerjoin(_name, _name.id == EventRow.name_id)
         .outerjoin(_detail, _detail.id == EventRow.detail_id)
+        .outerjoin(_node, _node.id == EventRow.node_id)
     )
 
 
@@ -152,6 +156,9 @@ def _filtered(query: Select[*tuple[Any, ...]], flt: EventFilter) -> Select[*tupl
     if flt.tool is not None:
         tool_id = select(Label.id).where(Label.text == flt.tool).scalar_subquery()
         conds.append(EventRow.tool_id == tool_id)
+    if flt.node is not None:
+        node_id = select(Label.id).where(Label.text == flt.node).scalar_subquery()
+        conds.append(EventRow.node_id == node_id)
     if flt.category is not None:
         conds.append(Destination.category == flt.category)
         query = _in_destination_blocks(query, Destination.category == flt.category)
@@ -295,6 +302,7 @@ def _stored(row: Row[Any], answers: dict[int, list[_Answer]]) -> StoredEvent:
         name_candidates=tuple(json.loads(ev.name_candidates)) if ev.name_candidates else (),
         category_source=row.category_source,
         category_confidence=row.category_confidence,
+        node=row.node,
     )
     return StoredEvent(ev.id, event)
 
