@@ -20,7 +20,7 @@ from tests.store.factory import dns_query, process, tls_hello
 HOSTILE_NODE = "<img src=x onerror=alert(1)>"
 
 
-def _fleet_db(db: Path, now: float) -> None:
+def fleet_db(db: Path, now: float) -> None:
     proc = process()
     events = [
         replace(tls_hello(now - 60, "huggingface.co", proc), node="box-a"),
@@ -48,7 +48,7 @@ def _fleet_db(db: Path, now: float) -> None:
 def test_api_shows_filters_and_groups_by_node(tmp_path: Path) -> None:
     db = tmp_path / "events.db"
     now = time.time()
-    _fleet_db(db, now)
+    fleet_db(db, now)
     with web_server(db) as server, server.client() as client:
         every = client.get("/api/events", params={"since": "1h"}).json()["events"]
         only_a = client.get("/api/events", params={"node": "box-a"}).json()["events"]
@@ -81,7 +81,7 @@ def test_api_shows_filters_and_groups_by_node(tmp_path: Path) -> None:
 
 def test_cli_events_and_export_filter_by_node(tmp_path: Path) -> None:
     db = tmp_path / "events.db"
-    _fleet_db(db, time.time())
+    fleet_db(db, time.time())
     shown = egresswatch("events", "--db", str(db), "--node", "box-a", "--json")
     records = [json.loads(line) for line in shown.stdout.splitlines()]
     assert [(r["node"], r["host"]) for r in records] == [
