@@ -57,6 +57,7 @@ def test_api_shows_filters_and_groups_by_node(tmp_path: Path) -> None:
         sessions = client.get("/api/sessions", params={"node": "box-a"}).json()["sessions"]
         timeline = client.get("/api/timeline", params={"since": "1h", "group": "node"}).json()
         health = client.get("/api/health").json()
+        metrics = client.get("/metrics").text
         too_long = client.get("/api/events", params={"node": "x" * 254})
     assert [e["node"] for e in every] == [None, HOSTILE_NODE, "box-a", "box-b", "box-a"]
     assert [e["host"] for e in only_a] == ["hf.co", "huggingface.co"]
@@ -77,6 +78,12 @@ def test_api_shows_filters_and_groups_by_node(tmp_path: Path) -> None:
         ("box-b", "stale"),
     ]
     assert too_long.status_code in {400, 422}
+    ages = {
+        line.split('"')[1]: float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("egresswatch_node_status_age_seconds{")
+    }
+    assert set(ages) == {"box-a", "box-b"} and ages["box-a"] < 60 < 3000 < ages["box-b"]
 
 
 def test_cli_events_and_export_filter_by_node(tmp_path: Path) -> None:
