@@ -33,7 +33,7 @@ ToolOption = Annotated[str | None, typer.Option(help="Only events charged to thi
 CategoryOption = Annotated[str | None, typer.Option(help="Only this destination category.")]
 HostOption = Annotated[str | None, typer.Option(help="Only this host and names under it.")]
 NodeOption = Annotated[
-    str | None, typer.Option("--node", help="Only events this agent stored ([agent] node).")
+    str | None, typer.Option("--node", help="Only what this agent stored ([agent] node).")
 ]
 
 

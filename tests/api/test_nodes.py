@@ -95,6 +95,10 @@ def test_cli_events_and_export_filter_by_node(tmp_path: Path) -> None:
         ("box-a", "huggingface.co"),
         ("box-a", "hf.co"),
     ]
+    alerts = egresswatch("alerts", "--db", str(db), "--node", "box-a", "--json")
+    assert [json.loads(line)["node"] for line in alerts.stdout.splitlines()] == ["box-a"]
+    sessions = egresswatch("sessions", "--db", str(db), "--node", "box-b", "--json")
+    assert [json.loads(line)["node"] for line in sessions.stdout.splitlines()] == ["box-b"]
     none = egresswatch("events", "--db", str(db), "--node", "box-z", check=False)
     assert none.returncode == 1
     out = tmp_path / "b.csv"
