@@ -7,12 +7,14 @@ falls back silently to defaults when the configuration is corrupt.
 """
 
 import os
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from egresswatch.errors import ConfigError
 from egresswatch.tomlfile import invalid_value, read_toml
 
 DEFAULT_CONFIG_PATH = Path("/etc/egresswatch/config.toml")
@@ -69,7 +71,34 @@ class SinkSettings(_Section):
     desktop: bool = False
 
 
+MAX_NODE_LENGTH = 253  # a DNS name's length: every hostname fits
+
+
+def check_node(value: str) -> str:
+    """A node name as stored: non-empty, printable (no control characters), <= 253 chars."""
+    if not value:
+        raise ValueError("must not be empty")
+    if len(value) > MAX_NODE_LENGTH:
+        raise ValueError(f"must be at most {MAX_NODE_LENGTH} characters, not {len(value)}")
+    if not value.isprintable() or value != value.strip():
+        raise ValueError(f"must be printable, without control characters or edge spaces: {value!r}")
+    return value
+
+
+class AgentSettings(_Section):
+    node: str = Field(
+        default_factory=socket.gethostname,
+        description="the name this agent's events, sessions and alerts carry; default hostname",
+    )
+
+    @field_validator("node")
+    @classmethod
+    def _valid_node(cls, value: str) -> str:
+        return check_node(value)
+
+
 class Settings(_Section):
+    agent: AgentSettings = Field(default_factory=AgentSettings)
     capture: CaptureSettings = CaptureSettings()
     store: StoreSettings = StoreSettings()
     catalog: CatalogSettings = CatalogSettings()
@@ -81,7 +110,20 @@ class Settings(_Section):
 _ENVIRONMENT = {
     "EGRESSWATCH_DB": ("store", "url"),
     "EGRESSWATCH_CATALOG": ("catalog", "extra"),
+    "EGRESSWATCH_NODE": ("agent", "node"),
 }
+
+
+def with_node(settings: Settings, node: str | None, origin: str = "--node") -> Settings:
+    """`settings` with the agent's node replaced (a command-line flag), validated the same way."""
+    if node is None:
+        return settings
+    try:
+        check_node(node)
+    except ValueError as err:
+        raise ConfigError(f"{origin}: {err}") from err
+    agent = settings.agent.model_copy(update={"node": node})
+    return settings.model_copy(update={"agent": agent})
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:

@@ -222,8 +222,9 @@ def build_service(
     writer = store.writer(spool=open_spool(settings.store, store))
     recorder = Recorder(writer)
     feed: Bus[object] = Bus()
-    fanout = FanOut(catalog, (recorder, feed.publish))
-    tracker = SessionTracker(writer, store.engine, settings.sessions.idle_seconds)
+    node = settings.agent.node
+    fanout = FanOut(catalog, (recorder, feed.publish), node=node)
+    tracker = SessionTracker(writer, store.engine, settings.sessions.idle_seconds, node=node)
     delivery = Delivery(build_sinks(settings.sinks))
     alerts = AlertEngine(
         writer,
@@ -235,6 +236,7 @@ def build_service(
         auto_sessions=settings.sessions.auto,
         large_download_mb=settings.alerts.large_download_mb,
         kernel=getattr(attributor, "kernel", None),
+        node=node,
     )
     writer.on_written(alerts.offer)
     transfers = TcpCloseWatch(alerts.offer_closed, alerts.stop)
@@ -245,5 +247,5 @@ def build_service(
         capture, agent, recorder, retention, store, fanout, alerts, delivery, feed, transfers
     )
     service.control = for_agent(store.url, writer, store.engine)
-    service.heartbeat = Heartbeat(store, service.counters, capture.queue.qsize, stop)
+    service.heartbeat = Heartbeat(store, service.counters, capture.queue.qsize, stop, node=node)
     return service

@@ -31,18 +31,26 @@ def classify_event(catalog: Catalog, event: Event) -> Event:
 
 
 class FanOut:
-    """The agent's sink: classifies each event once, then calls every consumer in order.
+    """The agent's sink: classifies each event once, stamps its node, then calls every consumer.
 
     Consumers run on the decode thread and must not block (the writer's `submit`, `Bus.publish`).
     """
 
-    def __init__(self, catalog: Catalog, consumers: Sequence[Callable[[Event], None]]) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        consumers: Sequence[Callable[[Event], None]],
+        node: str | None = None,
+    ) -> None:
         self.catalog = catalog
+        self.node = node  # stamped on every event: the agent's [agent] node
         self.consumers = tuple(consumers)
         self.counters = Counters()
 
     def __call__(self, event: Event) -> None:
         classified = classify_event(self.catalog, event)
+        if self.node is not None:
+            classified = dataclasses.replace(classified, node=self.node)
         self.counters.add(f"recorder.category.{classified.category}")
         for consumer in self.consumers:
             consumer(classified)

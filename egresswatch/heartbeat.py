@@ -32,9 +32,12 @@ class Heartbeat(threading.Thread):
         queue_depth: Callable[[], int],
         stop: threading.Event,
         interval: float = HEARTBEAT_INTERVAL,
+        *,
+        node: str | None = None,
     ) -> None:
         super().__init__(name="egresswatch-heartbeat", daemon=True)
         self.store, self.stop, self.interval = store, stop, interval
+        self.node = node
         self._counters, self._queue_depth = counters, queue_depth
         self.started = time.time()
         self.counters = Counters()
@@ -55,6 +58,7 @@ class Heartbeat(threading.Thread):
             last_event_ts=None,  # filled in from the store on the writer thread
             queue_depth=self._queue_depth(),
             counters=dict(snapshot.snapshot()),
+            node=self.node or "",
         )
         engine = self.store.engine
         try:

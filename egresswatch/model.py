@@ -164,6 +164,7 @@ class Event:
     # The destination name's CNAME chain (the name, then each target) as seen in DNS answers on
     # the box: a lookup's own answer, or the answer a flow or hello was named from; () if none.
     cname_chain: tuple[str, ...] = ()
+    node: str | None = None  # the agent that saw it ([agent] node); None: stored before 0006
 
     @property
     def name_ambiguous(self) -> bool:
@@ -195,6 +196,7 @@ class InferenceSession:
     verdict: str = "open"
     egress: int = 0
     alerts: int = 0
+    node: str | None = None  # the agent that opened it; None: stored before revision 0006
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,3 +223,4 @@ class Alert:
     id: int | None = None
     last_time: float | None = None
     acknowledged: bool = False
+    node: str | None = None  # the agent that raised it; None: stored before revision 0006

@@ -63,6 +63,7 @@ def event_to_dict(event: Event) -> dict[str, Any]:
         ancestry=None,
         netns=None,
         container=None,
+        node=event.node,
     )
     if process is not None:
         fields = process_to_dict(process)

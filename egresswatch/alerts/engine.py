@@ -3,6 +3,7 @@ session evidence, evaluates the rules and stores alerts through the writer; stor
 to the live feed and (when new) to the sinks. Capture never waits for any of this.
 """
 
+import dataclasses
 import functools
 import logging
 import math
@@ -69,8 +70,10 @@ class AlertEngine(threading.Thread):
         auto_sessions: bool = True,
         large_download_mb: float = 50.0,
         kernel: OwnerRecords | None = None,
+        node: str | None = None,
     ) -> None:
         super().__init__(name="egresswatch-alerts", daemon=True)
+        self.node = node  # stamped on every alert this agent raises (docs/fleet.md)
         self.writer, self.tracker, self.rules = writer, tracker, rules
         self.delivery, self.feed, self.stop = delivery, feed, stop
         self.scanner = scanner or ListenerScan()
@@ -261,8 +264,9 @@ class AlertEngine(threading.Thread):
         self.raise_all(found)
 
     def raise_all(self, alerts: Sequence[Alert]) -> None:
-        for alert in alerts:
-            self.counters.add(f"alerts.raised.{alert.rule}")
+        for found in alerts:
+            self.counters.add(f"alerts.raised.{found.rule}")
+            alert = found if self.node is None else dataclasses.replace(found, node=self.node)
             job = functools.partial(_record, alert)
             if not self.writer.post(job, self._stored):
                 self.counters.add("alerts.dropped.store_busy")

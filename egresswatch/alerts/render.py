@@ -25,6 +25,7 @@ def alert_to_dict(alert: Alert) -> dict[str, Any]:
         "event_id": alert.event_id,
         "acknowledged": alert.acknowledged,
         "message": alert.message,
+        "node": alert.node,
     }
 
 
@@ -44,4 +45,5 @@ def session_to_dict(session: InferenceSession) -> dict[str, Any]:
         "egress": session.egress,
         "alerts": session.alerts,
         "verdict": session.verdict,
+        "node": session.node,
     }

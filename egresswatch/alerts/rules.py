@@ -56,6 +56,7 @@ def _alert(rule: str, event: Event, event_id: int, message: str, **more: object)
         "host": destination_name(event) or event.observation.flow.dst,
         "category": event.category,
         "event_id": event_id,
+        "node": event.node,
     }
     fields.update(more)
     return Alert(**fields)  # type: ignore[arg-type]

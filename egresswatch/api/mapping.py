@@ -139,6 +139,7 @@ def alert_out(alert: Alert) -> AlertOut:
         count=alert.count,
         event_id=alert.event_id,
         acknowledged=alert.acknowledged,
+        node=alert.node,
     )
 
 
@@ -157,6 +158,7 @@ def session_out(session: InferenceSession) -> SessionOut:
         verdict=session.verdict,  # type: ignore[arg-type]
         egress=session.egress,
         alerts=session.alerts,
+        node=session.node,
     )
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from egresswatch.store.database import Store
 from egresswatch.store.schema import AlertRow, Destination, DestinationTool
-from egresswatch.store.status import read_status
+from egresswatch.store.status import read_statuses
 
 # (metric name, help, counter-name prefix, label) for counters the agent reports per reason.
 _BY_REASON = (
@@ -66,9 +66,19 @@ class StoreCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self._stored()
-        status = read_status(self.store.engine)
-        if status is None:
+        nodes = read_statuses(self.store.engine)
+        if not nodes:
             return
+        per_node = GaugeMetricFamily(
+            "egresswatch_node_status_age_seconds",
+            "Seconds since each agent of the store (by [agent] node) last wrote its status.",
+            labels=["node"],
+        )
+        now = time.time()
+        for each in nodes:
+            per_node.add_metric([each.node], max(0.0, now - each.updated))
+        yield per_node
+        status = max(nodes, key=lambda s: s.updated)  # the unlabelled gauges: the newest agent
         yield from _by_reason(status.counters)
         yield GaugeMetricFamily(
             "egresswatch_queue_depth",

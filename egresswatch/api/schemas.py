@@ -65,6 +65,9 @@ class EventOut(BaseModel):
     category_confidence: float | None = None
     tool: str | None
     tool_reason: str | None = Field(default=None, description="why the process is that tool")
+    node: str | None = Field(
+        default=None, description="the agent that stored it; null: stored before nodes existed"
+    )
     attribution: str
     attribution_method: str | None = Field(
         default=None, description="ebpf, sock-diag or recent (docs/attribution.md)"
@@ -110,7 +113,7 @@ class TimelineOut(BaseModel):
     width: int = Field(description="bucket width in seconds")
     since: float
     until: float
-    group: Literal["tool", "category", "host", "process"]
+    group: Literal["tool", "category", "host", "process", "node"]
     groups: list[str | None] = Field(description='busiest first; "(other)" folds the rest')
     points: list[TimelinePointOut]
 
@@ -204,6 +207,10 @@ class ProcessListOut(BaseModel):
 
 
 class AgentOut(BaseModel):
+    node: str = Field(default="", description="the agent's [agent] node")
+    status: Literal["ok", "stale"] = Field(
+        default="ok", description="ok: it wrote its status recently; stale: it stopped"
+    )
     pid: int
     started: float
     updated: float
@@ -220,7 +227,10 @@ class HealthOut(BaseModel):
     version: str
     store: str = Field(description="the store URL, password hidden")
     revision: str | None
-    agent: AgentOut | None
+    agent: AgentOut | None = Field(description="the agent that wrote its status last")
+    nodes: list[AgentOut] = Field(
+        default_factory=list, description="every agent of the store, one per node, by node"
+    )
 
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
@@ -246,6 +256,7 @@ class AlertOut(BaseModel):
     count: int
     event_id: int | None
     acknowledged: bool
+    node: str | None = Field(default=None, description="the agent that raised it")
 
 
 class AlertsOut(BaseModel):
@@ -278,6 +289,7 @@ class SessionOut(BaseModel):
     verdict: Literal["open", "clean", "egress"]
     egress: int
     alerts: int
+    node: str | None = Field(default=None, description="the agent that opened it")
 
 
 class SessionsOut(BaseModel):

@@ -15,7 +15,7 @@ from egresswatch.agent import Agent, Attributor, NoAttribution, latency_percenti
 from egresswatch.capture.live import LiveCapture
 from egresswatch.counters import Counters
 from egresswatch.doctor import print_report, run_checks
-from egresswatch.errors import CaptureError
+from egresswatch.errors import CaptureError, ConfigError
 from egresswatch.model import Event
 from egresswatch.output import event_to_dict, for_rich, printable, summary_host, to_json_line
 
@@ -93,9 +93,20 @@ def agent(
     queue_size: Annotated[
         int, typer.Option(help="Frames buffered between capture and decode.")
     ] = 20000,
+    node: Annotated[
+        str | None,
+        typer.Option("--node", help="Node name in every record. Default: [agent] node."),
+    ] = None,
 ) -> None:
     """Capture live: every DNS query, TLS/QUIC hello and new flow, with the process behind it."""
+    from egresswatch.config import load_settings, with_node
+
     stderr = Console(stderr=True)
+    try:
+        node_name = with_node(load_settings(), node).agent.node
+    except ConfigError as err:
+        stderr.print(f"[red]error:[/] {for_rich(str(err))}", soft_wrap=True)
+        raise typer.Exit(2) from err
     capture = LiveCapture(interface or (), queue_size=queue_size)
     try:
         capture.start()
@@ -108,7 +119,7 @@ def agent(
     from egresswatch.fanout import FanOut
 
     # The same single classify step as `run`: --jsonl carries each event's category.
-    sink = FanOut(load_catalog(), (_jsonl_sink if jsonl else _text_sink,))
+    sink = FanOut(load_catalog(), (_jsonl_sink if jsonl else _text_sink,), node=node_name)
     loop = Agent(capture, build_attributor(stderr), sink)
     try:
         loop.run(stop)

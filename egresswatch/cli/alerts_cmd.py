@@ -8,7 +8,7 @@ import typer
 
 from egresswatch.cli.filters import parse_when
 from egresswatch.cli.session_cmd import JsonOption, SinceOption, by_agent, fail, opened_store
-from egresswatch.cli.store_cmd import DbOption
+from egresswatch.cli.store_cmd import DbOption, NodeOption
 from egresswatch.model import SEVERITIES
 from egresswatch.output import printable, to_json_line
 
@@ -37,6 +37,7 @@ def alerts(
     only_open: Annotated[bool, typer.Option("--open", help="Only unacknowledged alerts.")] = False,
     json_lines: JsonOption = False,
     db: DbOption = None,
+    node: NodeOption = None,
 ) -> None:
     """List alerts, oldest first."""
     if ctx.invoked_subcommand is not None:
@@ -51,6 +52,7 @@ def alerts(
         severity=severity,
         session=session,
         only_open=only_open,
+        node=node,
     )
     with opened_store(db) as store:
         found = list_alerts(store.engine, flt)

@@ -16,6 +16,7 @@ from egresswatch.cli.store_cmd import (
     CategoryOption,
     DbOption,
     HostOption,
+    NodeOption,
     SinceOption,
     ToolOption,
     UntilOption,
@@ -87,6 +88,7 @@ def events(
     tool: ToolOption = None,
     category: CategoryOption = None,
     host: HostOption = None,
+    node: NodeOption = None,
     as_json: Annotated[
         bool,
         typer.Option(
@@ -106,7 +108,7 @@ def events(
     A lookup and its answers are one row, a connection and its name are one row; --raw shows
     every stored event.
     """
-    flt = event_filter(since, until, tool, category, host)
+    flt = event_filter(since, until, tool, category, host, node=node)
     raw = raw or as_json  # JSON output is the event record contract (docs/events.md)
     # Ctrl-C is how --follow ends: wherever it lands, it is a normal exit.
     stopping = contextlib.suppress(KeyboardInterrupt) if follow else contextlib.nullcontext()

@@ -1,4 +1,4 @@
-"""The options that select stored events (--since, --until, --tool, --category, --host),
+"""The options that select stored events (--since, --until, --tool, --category, --host, --node),
 checked and turned into an EventFilter; a bad value names its option.
 """
 
@@ -126,6 +126,8 @@ def event_filter(
     tool: str | None,
     category: str | None,
     host: str | None,
+    *,
+    node: str | None = None,
 ) -> "EventFilter":
     """The EventFilter for the options (the tool still as typed: see `resolve_tool`)."""
     from egresswatch.store import EventFilter
@@ -137,4 +139,5 @@ def event_filter(
         tool=tool,
         category=check_category(category),
         host=host,
+        node=node,
     )

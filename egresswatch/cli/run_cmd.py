@@ -43,6 +43,10 @@ def run(  # noqa: PLR0917 - typer maps each option to a parameter
         bool, typer.Option("--no-web", help="Do not start the dashboard (egresswatch web).")
     ] = False,
     web_port: Annotated[int, typer.Option("--web-port", min=1, max=65535)] = 8765,
+    node: Annotated[
+        str | None,
+        typer.Option("--node", help="Node name stored with every event. Default: [agent] node."),
+    ] = None,
 ) -> None:
     """Run the monitor: capture live, name the process and destination of every flow, store it.
 
@@ -56,7 +60,7 @@ def run(  # noqa: PLR0917 - typer maps each option to a parameter
 
     stderr = Console(stderr=True)
     configure_logging()  # structured journal entries under systemd
-    settings, store, catalog, policy = _prepare(db, interface, config, stderr)
+    settings, store, catalog, policy = _prepare(db, interface, config, stderr, node)
     stop = threading.Event()
     try:
         service = build_service(
@@ -95,17 +99,21 @@ def run(  # noqa: PLR0917 - typer maps each option to a parameter
 
 
 def _prepare(
-    db: str | None, interface: list[str] | None, config: Path | None, stderr: Console
+    db: str | None,
+    interface: list[str] | None,
+    config: Path | None,
+    stderr: Console,
+    node: str | None = None,
 ) -> "tuple[Settings, Store, Catalog, Policy]":
     """Settings with the flags applied, the open store, the catalog and the alert policy;
     exit 2 on bad input."""
     from egresswatch.alerts.policy import load_policy
     from egresswatch.classify.catalog import load_catalog
-    from egresswatch.config import load_settings
+    from egresswatch.config import load_settings, with_node
     from egresswatch.store.shared import open_agent_store
 
     try:
-        settings = load_settings(config)
+        settings = with_node(load_settings(config), node)
         if db is not None:
             store_settings = settings.store.model_copy(update={"url": db})
             settings = settings.model_copy(update={"store": store_settings})

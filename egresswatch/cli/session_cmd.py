@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 import typer
 
 from egresswatch.cli.filters import parse_when
-from egresswatch.cli.store_cmd import DbOption
+from egresswatch.cli.store_cmd import DbOption, NodeOption
 from egresswatch.errors import StoreError
 from egresswatch.output import printable, to_json_line
 
@@ -138,7 +138,10 @@ def _stopped(sid: int | None, verdict: str | None, asked: int | None) -> None:
 
 
 def sessions(
-    since: SinceOption = "1d", json_lines: JsonOption = False, db: DbOption = None
+    since: SinceOption = "1d",
+    json_lines: JsonOption = False,
+    db: DbOption = None,
+    node: NodeOption = None,
 ) -> None:
     """List sessions (started since --since, or still open) with their verdicts."""
     from egresswatch.alerts.render import session_to_dict
@@ -146,7 +149,7 @@ def sessions(
 
     start = None if since is None else parse_when(since, time.time())
     with opened_store(db) as store:
-        found = list_sessions(store.engine, start)
+        found = list_sessions(store.engine, start, node=node)
     for session in found:
         if json_lines:
             typer.echo(to_json_line(session_to_dict(session)))

@@ -32,6 +32,9 @@ UntilOption = Annotated[str | None, typer.Option(help="End of the window (same f
 ToolOption = Annotated[str | None, typer.Option(help="Only events charged to this LLM tool.")]
 CategoryOption = Annotated[str | None, typer.Option(help="Only this destination category.")]
 HostOption = Annotated[str | None, typer.Option(help="Only this host and names under it.")]
+NodeOption = Annotated[
+    str | None, typer.Option("--node", help="Only what this agent stored ([agent] node).")
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -124,13 +127,14 @@ def export(
     tool: ToolOption = None,
     category: CategoryOption = None,
     host: HostOption = None,
+    node: NodeOption = None,
 ) -> None:
     """Write every matching event, oldest first, as JSON lines or CSV."""
     from egresswatch.store.export import FORMATS
 
     if fmt not in FORMATS:
         raise typer.BadParameter(f"use one of: {', '.join(FORMATS)}", param_hint="--format")
-    flt = event_filter(since, until, tool, category, host)
+    flt = event_filter(since, until, tool, category, host, node=node)
     with store_session(db) as store:
         flt = with_stored_tool(store, flt)
         if output is None:

@@ -54,8 +54,11 @@ class SessionTracker:
         idle_seconds: float,
         clock: Callable[[], float] = time.time,
         connections: OpenConnections | None = None,
+        *,
+        node: str | None = None,
     ) -> None:
         self._writer, self._engine = writer, engine
+        self.node = node  # opens sessions as this node; adopts only its own (or node-less) ones
         self._idle = idle_seconds
         self._clock = clock
         self._open: dict[int, InferenceSession] = {}
@@ -70,7 +73,8 @@ class SessionTracker:
     def refresh(self) -> None:
         """Adopt sessions opened in the store by others; forget those closed there."""
         try:
-            current = {s.id: s for s in list_sessions(self._engine, only_open=True)}
+            found = list_sessions(self._engine, only_open=True)
+            current = {s.id: s for s in found if s.node is None or s.node == self.node}
         except StoreError as err:
             self.counters.add("sessions.refresh_errors")
             log.warning("cannot read open sessions: %s", err)
@@ -107,7 +111,8 @@ class SessionTracker:
         session = self._extend(tool, ts)
         if session is None:
             new = NewSession(
-                ts, "auto", tools=(tool,), serving=(serving,), client=client, model=model
+                ts, "auto", tools=(tool,), serving=(serving,), client=client, model=model,
+                node=self.node,
             )
             session = self._open_now(new)
         if session is not None and flow is not None:

@@ -22,16 +22,20 @@ class AlertFilter:
     severity: Severity | None = None
     session: int | None = None
     only_open: bool = False
+    node: str | None = None
 
 
 def dedup_key(alert: Alert) -> str:
-    """One alert per (rule, tool, executable, destination, session).
+    """One alert per (rule, tool, executable, destination, session, node).
 
     The executable is its path when known: attribution hashes executables in the background,
     so a process's first events may lack the hash its later ones carry.
     """
     exe = alert.exe or alert.exe_sha256
-    return json.dumps([alert.rule, alert.tool, exe, alert.host, alert.session])
+    key: list[object] = [alert.rule, alert.tool, exe, alert.host, alert.session]
+    if alert.node is not None:  # per agent on a shared store; keys of older rows unchanged
+        key.append(alert.node)
+    return json.dumps(key)
 
 
 def record_alert(conn: Connection, alert: Alert) -> tuple[Alert, bool]:
@@ -70,6 +74,7 @@ def _values(alert: Alert, key: str) -> dict[str, Any]:
         "message": storable(alert.message),
         "acknowledged": False,
         "dedup_key": key,
+        "node": opt(alert.node),
     }
 
 
@@ -84,6 +89,8 @@ def list_alerts(engine: Engine, flt: AlertFilter, limit: int = 1000) -> list[Ale
         query = query.where(AlertRow.session_id == flt.session)
     if flt.only_open:
         query = query.where(AlertRow.acknowledged.is_(False))
+    if flt.node is not None:
+        query = query.where(AlertRow.node == flt.node)
 
     def read() -> list[Alert]:
         with Session(engine) as conn:
@@ -127,4 +134,5 @@ def alert_from_row(row: Any) -> Alert:
         id=row.id,
         last_time=row.last_ts,
         acknowledged=bool(row.acknowledged),
+        node=row.node,
     )

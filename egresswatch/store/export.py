@@ -22,7 +22,7 @@ FIELDS = (
     "pid", "process", "exe", "exe_sha256", "cmdline", "user", "ppid", "ancestry", "netns",
     "container", "proto", "id", "is_response", "qname", "qtype", "rcode", "truncated", "answers",
     "sni", "alpn", "ech", "tls_versions", "quic_version",
-    "category_source", "category_confidence", "tool_reason", "cname_chain",
+    "category_source", "category_confidence", "tool_reason", "cname_chain", "node",
 )  # fmt: skip
 # Spreadsheets run cells starting with these as formulas (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

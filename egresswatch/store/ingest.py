@@ -150,6 +150,8 @@ class Ingest:
         labels.add(storable(ev.attribution.status))
         if ev.tool is not None:
             labels.add(storable(ev.tool))
+        if ev.node is not None:
+            labels.add(storable(ev.node))
         for name in (ev.host, event_name(ev)):
             if name is not None:
                 hosts.add(storable(name))
@@ -367,6 +369,7 @@ class Ingest:
             "attribution_method": method_code(ev),
             "name_candidates": name_candidates_text(ev),
             "cname_chain": cname_chain_text(ev),
+            "node_id": None if ev.node is None else self.label(conn, ev.node),
         }
         hello = obs.hello
         if hello is not None and hello.sni is not None:

@@ -61,6 +61,7 @@ class EventFilter:
     tool: str | None = None
     category: str | None = None
     host: str | None = None
+    node: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,9 @@ def filtered(query: Select[*tuple[Any, ...]], flt: EventFilter) -> Select[*tuple
     if flt.tool is not None:
         tool_id = select(Label.id).where(Label.text == flt.tool).scalar_subquery()
         conds.append(EventRow.tool_id == tool_id)
+    if flt.node is not None:
+        node_id = select(Label.id).where(Label.text == flt.node).scalar_subquery()
+        conds.append(EventRow.node_id == node_id)
     if flt.category is not None:
         conds.append(Destination.category == flt.category)
         query = _in_destination_blocks(query, Destination.category == flt.category)

@@ -128,7 +128,14 @@ def _trim_to_size(engine: Engine, max_bytes: int) -> int:
 
 
 # What deleting an event needs: its id, and what the per-minute rollup counted it under.
-_ROLLED = (EventRow.id, EventRow.ts, EventRow.tool_id, EventRow.destination_id, EventRow.process_id)
+_ROLLED = (
+    EventRow.id,
+    EventRow.ts,
+    EventRow.tool_id,
+    EventRow.destination_id,
+    EventRow.process_id,
+    EventRow.node_id,
+)
 
 
 def _delete_events(conn: Connection, rows: Sequence[RowMapping]) -> int:
@@ -202,6 +209,7 @@ def _unused_label() -> list[ColumnElement[bool]]:
         EventRow.status_id,
         EventRow.tool_id,
         EventRow.detail_id,
+        EventRow.node_id,
         DnsAnswerRow.type_id,
     )
     return [Label.id.not_in(used)]

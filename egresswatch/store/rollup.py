@@ -23,7 +23,12 @@ from egresswatch.store.schema import DIMENSION_CODES, TimelineMinute
 T_MINUTES: Table = TimelineMinute.__table__  # type: ignore[assignment]
 MINUTE = 60
 NONE_KEY = 0  # ids start at 1: 0 stands for "no tool / destination / process"
-_COLUMNS = {"tool": "tool_id", "destination": "destination_id", "process": "process_id"}
+_COLUMNS = {
+    "tool": "tool_id",
+    "destination": "destination_id",
+    "process": "process_id",
+    "node": "node_id",
+}
 
 Tally = Counter[tuple[int, int, int]]  # (dimension, minute, key) -> events
 
@@ -33,8 +38,8 @@ def minute_of(ts: float) -> int:
 
 
 def tally(rows: Iterable[Mapping[Any, Any]]) -> Tally:
-    """Counts per (dimension, minute, key) of event rows with ts, tool_id, destination_id and
-    process_id."""
+    """Counts per (dimension, minute, key) of event rows with ts, tool_id, destination_id,
+    process_id and node_id."""
     found: Tally = Counter()
     for row in rows:
         minute = minute_of(row["ts"])

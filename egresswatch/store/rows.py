@@ -186,6 +186,7 @@ def process_values(proc: ProcessInfo, exe_id: int | None) -> dict[str, Any]:
 status_label = aliased(Label, name="status")
 tool_label = aliased(Label, name="tool")
 detail_label = aliased(Label, name="detail")
+node_label = aliased(Label, name="node")
 dest_host = aliased(Hostname, name="dest_host")
 name_host = aliased(Hostname, name="name")
 src_addr = aliased(Address, name="src")
@@ -209,6 +210,7 @@ def event_select() -> Select[*tuple[Any, ...]]:
             tool_label.text.label("tool"),
             name_host.name.label("name"),
             detail_label.text.label("detail"),
+            node_label.text.label("node"),
             src_addr.addr.label("src"),
             dst_addr.addr.label("dst"),
         )
@@ -222,6 +224,7 @@ def event_select() -> Select[*tuple[Any, ...]]:
         .outerjoin(tool_label, tool_label.id == EventRow.tool_id)
         .outerjoin(name_host, name_host.id == EventRow.name_id)
         .outerjoin(detail_label, detail_label.id == EventRow.detail_id)
+        .outerjoin(node_label, node_label.id == EventRow.node_id)
     )
 
 
@@ -273,6 +276,7 @@ def stored_event(row: Row[Any], answers: dict[int, list[StoredAnswer]]) -> Store
         tool=row.tool,
         name_candidates=tuple(json.loads(ev.name_candidates)) if ev.name_candidates else (),
         cname_chain=tuple(json.loads(ev.cname_chain)) if ev.cname_chain else (),
+        node=row.node,
         category_source=row.category_source,
         category_confidence=row.category_confidence,
     )

@@ -38,7 +38,7 @@ ATTRIBUTION_METHOD_CODES = {"ebpf": 0, "sock-diag": 1, "recent": 2}
 NAME_SOURCE_CODES = {"sni": 0, "quic-sni": 1, "dns-same-pid": 2, "dns-any": 3, "dns": 4}
 BLOCK_BITS = 8  # event_blocks: 256 ids a block
 # timeline_minutes.dimension: which events column `key` holds.
-DIMENSION_CODES = {"tool": 0, "destination": 1, "process": 2}
+DIMENSION_CODES = {"tool": 0, "destination": 1, "process": 2, "node": 3}
 
 # events.flags: (shift, width) of each packed field. Optional fields store code + 1 (0 = None).
 # The DNS id (16 bits) and opcode (almost always 0) come last so a value fits in 4 bytes.
@@ -217,6 +217,9 @@ class EventRow(Base):
     attribution_method: Mapped[int | None] = mapped_column(SmallInteger)  # ATTRIBUTION_METHOD_CODES
     name_candidates: Mapped[str | None] = mapped_column(Text)  # JSON list when ambiguous
     cname_chain: Mapped[str | None] = mapped_column(Text)  # JSON list (name, then each CNAME)
+    # The agent that saw it (revision 0006), an interned label: 0-4 bytes a row, no index
+    # (a node filter scans the time window it is given). NULL: stored before 0006.
+    node_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id"))
 
 
 class EventBlock(Base):
@@ -283,6 +286,7 @@ class SessionRow(Base):
     model: Mapped[str | None] = mapped_column(Text)
     verdict: Mapped[str | None] = mapped_column(String(16))  # "clean" | "egress" once ended
     egress: Mapped[int] = mapped_column(BigInteger)
+    node: Mapped[str | None] = mapped_column(Text, index=True)  # revision 0006; NULL: before
 
 
 class SessionEventRow(Base):
@@ -324,13 +328,19 @@ class AlertRow(Base):
     message: Mapped[str] = mapped_column(Text)
     acknowledged: Mapped[bool] = mapped_column(Boolean)
     dedup_key: Mapped[str] = mapped_column(Text, unique=True)
+    node: Mapped[str | None] = mapped_column(Text, index=True)  # revision 0006; NULL: before
 
 
 class AgentStatusRow(Base):
-    """The running agent's health, rewritten every few seconds, for the web process to read."""
+    """Each running agent's health, rewritten every few seconds, for the web process to read.
+
+    One row per (name, node) since revision 0006: agents sharing a store no longer overwrite
+    each other.
+    """
 
     __tablename__ = "agent_status"
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    node: Mapped[str] = mapped_column(Text, primary_key=True)
     pid: Mapped[int] = mapped_column(Integer)
     started: Mapped[float] = mapped_column(Float)
     updated: Mapped[float] = mapped_column(Float)

@@ -33,6 +33,7 @@ class NewSession:
     serving: tuple[ProcessRef, ...] = ()
     client: ProcessRef | None = None
     model: str | None = None
+    node: str | None = None
 
 
 def _ref_json(ref: ProcessRef) -> list[Any]:
@@ -52,6 +53,7 @@ def open_session(conn: Connection, new: NewSession) -> int:
         "client": None if new.client is None else json.dumps(_ref_json(new.client)),
         "model": opt(new.model),
         "egress": 0,
+        "node": opt(new.node),
     }
     return int(
         conn.execute(insert(SessionRow).values(values).returning(SessionRow.id)).scalar_one()
@@ -100,11 +102,15 @@ def close_session(conn: Connection, session_id: int, end: float) -> str | None:
     return verdict
 
 
-def latest_open(conn: Connection, trigger: str | None = None) -> int | None:
-    """The newest open session's id (of `trigger` when given)."""
+def latest_open(
+    conn: Connection, trigger: str | None = None, node: str | None = None
+) -> int | None:
+    """The newest open session's id (of `trigger` and opened by `node` when given)."""
     query = select(func.max(SessionRow.id)).where(SessionRow.ended.is_(None))
     if trigger is not None:
         query = query.where(SessionRow.trigger == trigger)
+    if node is not None:
+        query = query.where(SessionRow.node == node)
     found = conn.execute(query).scalar()
     return None if found is None else int(found)
 
@@ -113,9 +119,16 @@ def latest_open(conn: Connection, trigger: str | None = None) -> int | None:
 
 
 def list_sessions(
-    engine: Engine, since: float | None = None, *, only_open: bool = False, limit: int = 1000
+    engine: Engine,
+    since: float | None = None,
+    *,
+    only_open: bool = False,
+    limit: int = 1000,
+    node: str | None = None,
 ) -> list[InferenceSession]:
-    """Sessions that started at or after `since` (or are still open), oldest first."""
+    """Sessions that started at or after `since` (or are still open), oldest first; only
+    `node`'s when given.
+    """
 
     def read() -> list[InferenceSession]:
         query = _session_query().order_by(SessionRow.id.desc()).limit(limit)
@@ -123,6 +136,8 @@ def list_sessions(
             query = query.where((SessionRow.started >= since) | SessionRow.ended.is_(None))
         if only_open:
             query = query.where(SessionRow.ended.is_(None))
+        if node is not None:
+            query = query.where(SessionRow.node == node)
         with Session(engine) as conn:
             return [_session(row) for row in reversed(list(conn.execute(query)))]
 
@@ -186,6 +201,7 @@ def _session(row: Row[Any]) -> InferenceSession:
         verdict=_verdict(s.ended, int(s.egress)),
         egress=int(s.egress),
         alerts=int(row.alert_count or 0),
+        node=s.node,
     )
 
 

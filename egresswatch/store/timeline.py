@@ -1,4 +1,4 @@
-"""Event counts per time bucket and group (tool, category, host or process), for charts.
+"""Event counts per time bucket and group (tool, category, host, process or node), for charts.
 
 The database groups by integer keys (bucket number, label or row id); names are looked up
 afterwards for the few keys found, so the scan of the window's id range stays narrow.
@@ -18,7 +18,7 @@ from egresswatch.store.schema import Destination, EventBlock, EventRow, Hostname
 from egresswatch.store.window import id_bounds, in_ids, newest_ts
 
 Bucket = Literal["minute", "hour", "day"]
-Group = Literal["tool", "category", "host", "process"]
+Group = Literal["tool", "category", "host", "process", "node"]
 WIDTHS: dict[Bucket, int] = {"minute": 60, "hour": 3600, "day": 86400}
 MAX_BUCKETS = 2000  # an auto bucket keeps a chart under a few hundred bars
 OTHER = "(other)"
@@ -124,12 +124,14 @@ _DIMENSIONS: dict[Group, str] = {
     "category": "destination",
     "host": "destination",
     "process": "process",
+    "node": "node",
 }
 _KEYS: dict[Group, Any] = {
     "tool": EventRow.tool_id,
     "category": EventRow.destination_id,
     "host": EventRow.destination_id,
     "process": EventRow.process_id,
+    "node": EventRow.node_id,
 }
 
 
@@ -163,7 +165,7 @@ def _names(conn: Session, group: Group, keys: set[int | None]) -> dict[int, str 
     if not ids:
         return {}
     query: Select[Any, Any]
-    if group == "tool":
+    if group in {"tool", "node"}:
         query = select(Label.id, Label.text).where(Label.id.in_(ids))
     elif group == "category":
         query = select(Destination.id, Destination.category).where(Destination.id.in_(ids))

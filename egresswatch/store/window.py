@@ -77,15 +77,20 @@ def oldest_ts(conn: Any) -> float | None:
     return None if found is None else float(found)
 
 
-def newest_ts(conn: Any) -> float | None:
-    """max(ts) over the events."""
+def newest_ts(conn: Any, node_id: Any = None) -> float | None:
+    """max(ts) over the events (of node label `node_id` when given: then only the newest
+    block is looked at, None when the node has no event there).
+    """
     floor = conn.execute(select(func.max(EventBlock.first_ts))).scalar()
     if floor is None:
         return None
     bounds = id_bounds(conn, floor, None)
     assert bounds is not None
-    found = conn.execute(select(func.max(EventRow.ts)).where(in_ids(bounds))).scalar()
-    if found is None:
+    newest = select(func.max(EventRow.ts))
+    if node_id is not None:
+        newest = newest.where(EventRow.node_id == node_id)
+    found = conn.execute(newest.where(in_ids(bounds))).scalar()
+    if found is None and node_id is None:
         found = conn.execute(select(func.max(EventRow.ts))).scalar()
     return None if found is None else float(found)
 

@@ -19,7 +19,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # DIMENSION_CODES of egresswatch/store/schema.py at this revision, and the events column of each.
-DIMENSIONS = ((0, "tool_id"), (1, "destination_id"), (2, "process_id"))
+DIMENSIONS = ((0, "tool_id"), (1, "destination_id"), (2, "process_id"), (3, "node_id"))
 
 
 def upgrade() -> None:

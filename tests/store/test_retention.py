@@ -1,5 +1,6 @@
 """Retention by age and by size removes old events and the side rows only they used."""
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -70,6 +71,19 @@ def test_age_limit_deletes_old_events_and_their_orphans(store: Store) -> None:
     assert names(store) == {"huggingface.co"}
     with store.engine.connect() as conn:
         assert conn.execute(select(AlertRow.event_id)).scalar_one() is None
+
+
+def test_age_limit_keeps_the_node_label_of_the_remaining_events(store: Store) -> None:
+    """A node's name is an interned label used by nothing else: retention must not orphan it."""
+    now = time.time()
+    old = [dns_response(now - 10 * DAY + i, f"old{i}.example", process(pid=11)) for i in range(5)]
+    new = [tls_hello(now - DAY + i, "huggingface.co", process(pid=22)) for i in range(3)]
+    on_node = [dataclasses.replace(e, node="box-only-here") for e in old + new]
+    write(store, on_node)
+    assert store.apply_retention(max_age_days=7).events_deleted == 5
+    kept = [s.event for s in store.query_events(EventFilter(), 100)]
+    assert [e.node for e in kept] == ["box-only-here"] * 3
+    assert store.query_events(EventFilter(node="box-only-here"), 100)
 
 
 def test_nothing_to_delete_changes_nothing(store: Store) -> None:

@@ -1,6 +1,7 @@
 """The per-minute rollup (timeline_minutes) always equals a plain GROUP BY over the events: as the
 writer adds, after retention deletes, after the migration's backfill, with several writers."""
 
+import dataclasses
 import random
 import threading
 from collections import Counter
@@ -17,8 +18,8 @@ from tests.store.factory import dns_query, process, tls_hello
 
 START = 1_763_900_000.0  # minute-aligned
 COLUMNS = {"tool": EventRow.tool_id, "destination": EventRow.destination_id,
-           "process": EventRow.process_id}  # fmt: skip
-GROUPS: tuple[Group, ...] = ("tool", "category", "host", "process")
+           "process": EventRow.process_id, "node": EventRow.node_id}  # fmt: skip
+GROUPS: tuple[Group, ...] = ("tool", "category", "host", "process", "node")
 
 
 def write_mixed(store: Store, n: int, seed: int, span: float = 3 * 3600.0) -> None:
@@ -34,7 +35,8 @@ def write_mixed(store: Store, n: int, seed: int, span: float = 3 * 3600.0) -> No
             if rng.random() < 0.2
             else tls_hello(ts, f"h{rng.randrange(40)}.example.org", proc)
         )
-        assert writer.submit(event)
+        node = ("box-a", "box-b", None)[rng.randrange(3)]
+        assert writer.submit(dataclasses.replace(event, node=node))
     assert writer.flush(60)
 
 

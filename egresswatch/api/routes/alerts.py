@@ -24,6 +24,9 @@ class AlertParams(BaseModel):
     severity: Severity | None = Field(default=None, description="this severity or higher")
     session: int | None = Field(default=None, ge=0, le=2**62)
     open: bool = Field(default=False, description="only alerts not yet acknowledged")
+    node: str | None = Field(
+        default=None, max_length=253, description="only this agent's ([agent] node, docs/fleet.md)"
+    )
     limit: int = Field(default=200, ge=1, le=1000)
 
 
@@ -35,6 +38,7 @@ def list_alerts_route(web: Components, params: Annotated[AlertParams, Query()]) 
         severity=params.severity,
         session=params.session,
         only_open=params.open,
+        node=params.node,
     )
     found = list_alerts(web.store.engine, flt, params.limit)
     return AlertsOut(alerts=[alert_out(a) for a in reversed(found)])

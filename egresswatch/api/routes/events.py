@@ -33,6 +33,9 @@ class EventParams(BaseModel):
     tool: str | None = Field(default=None, max_length=256)
     category: str | None = Field(default=None, max_length=64)
     host: str | None = Field(default=None, max_length=300, description="host or a name under it")
+    node: str | None = Field(
+        default=None, max_length=253, description="only this agent's ([agent] node, docs/fleet.md)"
+    )
     pid: int | None = Field(default=None, ge=0, le=2**31)
     process: str | None = Field(default=None, max_length=256, description="process name")
     session: int | None = Field(
@@ -51,6 +54,7 @@ def list_events(web: Components, params: Annotated[EventParams, Query()]) -> Eve
         tool=params.tool,
         category=params.category,
         host=params.host,
+        node=params.node,
     )
     after = cursor(params.cursor)
     ids = None

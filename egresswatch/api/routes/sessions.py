@@ -30,9 +30,12 @@ def list_sessions_route(
         str | None, Query(max_length=64, pattern=TIME_PATTERN, description=TIME_HELP)
     ] = "7d",
     only_open: Annotated[bool, Query(alias="open")] = False,
+    node: Annotated[
+        str | None, Query(max_length=253, description="only sessions this agent opened")
+    ] = None,
 ) -> SessionsOut:
     """Sessions started since `since` or still open, newest first, with their verdicts."""
-    found = list_sessions(web.store.engine, when(since, "since"), only_open=only_open)
+    found = list_sessions(web.store.engine, when(since, "since"), only_open=only_open, node=node)
     return SessionsOut(sessions=[session_out(s) for s in reversed(found)])
 
 

@@ -25,7 +25,7 @@ def get_timeline(
         str | None, Query(pattern=TIME_PATTERN, description=TIME_HELP + "; default now")
     ] = None,
     bucket: Literal["auto", "minute", "hour", "day"] = "auto",
-    group: Literal["tool", "category", "host", "process"] = "tool",
+    group: Literal["tool", "category", "host", "process", "node"] = "tool",
 ) -> TimelineOut:
     """Counts of events with since <= ts < until per time bucket and group (top 10 + other)."""
     now = time.time()

@@ -23,10 +23,13 @@ function eventRow(e) {
     h("td", {}, e.host ? h("a", { href: link("destination", e.host) }, name(e.host)) : name(e.qname || e.sni)),
     h("td", {}, name(e.category)),
     h("td", {}, name(e.tool)),
-    h("td", {}, `${e.dst}:${e.dport}`));
+    h("td", {}, `${e.dst}:${e.dport}`),
+    h("td", {}, e.node ? h("a", { href: "#/events?" + new URLSearchParams({ node: e.node }) }, name(e.node))
+      : name(null, "unknown")));
 }
 
-const EVENT_HEADERS = ["Time", "Kind", "Process", "Destination", "Category", "Tool", "To"];
+// Node last: the agent that stored the event (docs/fleet.md); "unknown" before revision 0006.
+const EVENT_HEADERS = ["Time", "Kind", "Process", "Destination", "Category", "Tool", "To", "Node"];
 
 export async function overview(view, params) {
   const group = params.get("group") || "tool";
@@ -92,7 +95,7 @@ async function latestEvents(view, box) {
 
 function groupSelect(current, change) {
   const select = h("select", { name: "group", on: { change: () => change(select.value) } },
-    ["tool", "category", "host", "process"].map((g) => h("option", { value: g }, g)));
+    ["tool", "category", "host", "process", "node"].map((g) => h("option", { value: g }, g)));
   select.value = current;
   return select;
 }
@@ -115,7 +118,7 @@ function current() {
 
 const FILTERS = [["since", "Since", "e.g. 1h, 7d"], ["kind", "Kind", "dns, tls, quic, flow"],
   ["tool", "Tool", ""], ["category", "Category", ""], ["host", "Host", "and names under it"],
-  ["pid", "PID", ""], ["process", "Process", ""]];
+  ["pid", "PID", ""], ["process", "Process", ""], ["node", "Node", "agent name"]];
 
 export async function events(view, params) {
   const form = h("form", { class: "filters", role: "search" },
