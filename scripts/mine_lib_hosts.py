@@ -147,7 +147,8 @@ TRANSCRIBED = Path(__file__).with_name("lib-hosts-transcribed.csv")
 
 
 def transcribed() -> Iterator[tuple[str, str, str]]:
-    """Rows read through the source index for repositories too large to fetch (cited)."""
+    """Rows read through the source index or a fetched snapshot at the cited commit (`*.domain`
+    stands for the domain and its subdomains)."""
     lines = [
         line for line in TRANSCRIBED.read_text("utf-8").splitlines() if not line.startswith("#")
     ]
@@ -167,7 +168,8 @@ def main() -> None:
     print(
         "# Licences: langchain-community, litellm, NextChat MIT; vercel/ai Apache-2.0; Open WebUI"
     )
-    print("# its own BSD-style licence. Only host names (facts) and where they were read are kept.")
+    print("# its own BSD-style licence; the SDKs and agents added on 2026-12-05 MIT, Apache-2.0,")
+    print("# BSD or MPL-2.0. Only host names (facts) and where they were read are kept.")
     print("kind,domain,list,category,source")
     for arg in sys.argv[1:]:
         gitdir, _, pinned = arg.partition("=")
@@ -179,7 +181,8 @@ def main() -> None:
     for host, category, source in transcribed():
         if host not in seen:
             seen.add(host)
-            print(f"full,{host},{source.split('/')[1].split('@')[0]},{category},{source}")
+            kind, name = ("domain", host[2:]) if host.startswith("*.") else ("full", host)
+            print(f"{kind},{name},{source.split('/')[1].split('@')[0]},{category},{source}")
 
 
 if __name__ == "__main__":

@@ -20,14 +20,14 @@ HEADER = ("kind", "domain", "list", "category")
 LIB_HEADER = (*HEADER, "source")
 AI_SERVICE = "ai-service"
 LIST_CATEGORIES = frozenset(
-    {"crash-report", "doh-dot", "mesh-vpn", "package-registry", "telemetry", "other", "docs-web",
-     "web-search", "cloud-llm-api", AI_SERVICE}
+    {"crash-report", "doh-dot", "mesh-vpn", "update-check", "package-registry", "telemetry",
+     "other", "docs-web", "web-search", "cloud-llm-api", AI_SERVICE}
 )  # fmt: skip
 # Which row wins when lists disagree on a name: functions first, vendors and broad fields last
 # (v2fly's category-dev files crash reporters beside package hosts; its vendor lists say `other`).
 SPECIFICITY = (
-    "crash-report", "doh-dot", "mesh-vpn", "web-search", "cloud-llm-api", "telemetry",
-    AI_SERVICE, "docs-web", "package-registry", "other",
+    "crash-report", "doh-dot", "mesh-vpn", "update-check", "web-search", "cloud-llm-api",
+    "telemetry", AI_SERVICE, "docs-web", "package-registry", "other",
 )  # fmt: skip
 MAX_DEPTH = 127  # labels in a DNS name; bounds the walk on hostile input
 # A cloud region label: us-east-1, eu-west-3, ap-southeast-2, us-gov-west-1, cn-north-1.
