@@ -174,7 +174,9 @@ class DestinationClassifier:
         if profile is not None and not _narrower_than_vendor(listed, domain):
             return _from_profile(host, profile, sub)
         if listed is not None:
-            return _from_list(host, domain, listed, _words_below(host, listed.domain, sub))
+            crash = self._crash_vendor(host, domain, listed)
+            words = sub if crash is not None else _words_below(host, listed.domain, sub)
+            return _from_list(host, domain, crash or listed, words, sibling=crash is not None)
         sibling = self._list_vendor(domain)
         if sibling is not None:
             return _from_list(host, domain, sibling, sub, sibling=True)
@@ -190,6 +192,14 @@ class DestinationClassifier:
             api = Cue("cloud-llm-api", "api")
             return _cued(host, domain, api, "heuristic", confidence=0.3, matched="api")
         return Verdict(host, "unknown", "none", 0.0, registrable_domain=domain)
+
+    def _crash_vendor(self, host: str, domain: str | None, listed: ListMatch) -> ListMatch | None:
+        """A tracking list files a whole vendor as analytics; when the vendor's own SDK endpoints
+        (its listed hosts, agreeing) are crash reporting, its unlisted hosts are too."""
+        if listed.category != "telemetry" or listed.domain == host:
+            return None
+        vendor = self._list_vendor(domain)
+        return vendor if vendor is not None and vendor.category == "crash-report" else None
 
     def _list_vendor(self, domain: str | None) -> ListMatch | None:
         """What the lists say of a vendor's other hosts, when they agree (see list_vendors)."""

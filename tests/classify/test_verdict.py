@@ -272,6 +272,29 @@ def test_a_tracking_list_row_with_a_crash_word_is_a_crash_reporter() -> None:
     assert classifier.classify_destination("api.stats-sdk.example").category == "telemetry"
 
 
+def test_a_tracking_list_s_vendor_whose_sdk_hosts_report_crashes_is_a_crash_reporter() -> None:
+    lists = parse_domain_list(
+        "kind,domain,list,category,source\n"
+        "domain,bugs.example,tr,telemetry,o/r@1 a.py:1\n"
+        "full,notify.bugs.example,sdk,crash-report,o/r@1 b.py:2\n"
+        "full,sessions.bugs.example,sdk,crash-report,o/r@1 b.py:3\n"
+        "domain,clicks.example,tr,telemetry,o/r@1 a.py:4\n"
+        "full,api.clicks.example,sdk,crash-report,o/r@1 c.py:5\n"
+        "full,events.clicks.example,sdk,telemetry,o/r@1 c.py:6\n",
+        "test",
+        LIB_HEADER,
+    )
+    classifier = DestinationClassifier(CATALOG, lists)
+    verdict = classifier.classify_destination("upload.bugs.example")
+    assert (verdict.category, verdict.source) == ("crash-report", "list"), verdict
+    assert "b.py:2" in (verdict.matched or "")
+    # the vendor's SDK hosts do not agree: the tracking list stands
+    assert classifier.classify_destination("zz.clicks.example").category == "telemetry"
+    # the packaged lists: bugsnag.com is on Wild_Tracking, its SDK's notify/sessions hosts are not
+    verdict = _without("bugsnag.com").classify_destination("upload.bugsnag.com")
+    assert (verdict.category, verdict.source) == ("crash-report", "list"), verdict
+
+
 def test_a_listed_regional_host_covers_the_same_host_in_other_regions() -> None:
     lists = parse_domain_list(
         "kind,domain,list,category\nfull,bedrock-runtime.us-east-1.amazonaws.com,p,cloud-llm-api\n"
