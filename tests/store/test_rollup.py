@@ -111,7 +111,7 @@ def test_size_retention_keeps_the_rollup_exact(tmp_path: Path) -> None:
 def test_the_migration_backfills_the_rollup_from_stored_events(store: Store) -> None:
     write_mixed(store, 1500, seed=4)
     expected = grouped(store.engine)
-    migrate.downgrade(store.engine, "0005")  # drops the rollup, keeps the events
+    migrate.downgrade(store.engine, "0007")  # drops the rollup, keeps the events
     migrate.upgrade(store.engine)
     assert rolled(store.engine) == expected
 
