@@ -23,13 +23,16 @@ from egresswatch.store.sessions import NewSession, close_session, latest_open, o
 from egresswatch.store.writer import EventWriter
 
 
-def answer_of(request: WriteRequest) -> Callable[[Connection], dict[str, Any]]:
-    """The writer job for `request`; it returns the answer to send."""
+def answer_of(
+    request: WriteRequest, node: str | None = None
+) -> Callable[[Connection], dict[str, Any]]:
+    """The writer job for `request`; it returns the answer to send. A manual session carries
+    the node the request names, else `node` (the agent's own)."""
     if isinstance(request, Ack):
         return lambda conn: {"ok": True, "acknowledged": acknowledge_in(conn, request.ids)}
     if isinstance(request, StartSession):
         new = NewSession(time.time(), "manual", label=request.label, strict=request.strict,
-                         tools=request.tools)  # fmt: skip
+                         tools=request.tools, node=request.node or node)  # fmt: skip
         return lambda conn: {"ok": True, "session": open_session(conn, new)}
     return lambda conn: _stop(conn, request)
 
