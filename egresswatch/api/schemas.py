@@ -306,6 +306,7 @@ class SessionStartIn(BaseModel):
     tools: list[str] = Field(default_factory=list, max_length=32)
     node: str | None = Field(
         default=None,
+        max_length=253,
         description="the agent whose egress the session watches ([agent] node); default: the "
         "agent this dashboard's host runs, else this host's settings' node",
     )
