@@ -139,7 +139,11 @@ def settings_node() -> str:
 
 def session_stop(
     session_id: Annotated[
-        int | None, typer.Argument(metavar="[ID]", help="Default: the newest open manual session.")
+        int | None,
+        typer.Argument(
+            metavar="[ID]",
+            help="Default: the newest open manual session of this node (or without a node).",
+        ),
     ] = None,
     db: DbOption = None,
 ) -> None:
@@ -153,7 +157,8 @@ def session_stop(
     with opened_store(db) as store:
         sid = session_id
         if sid is None:
-            sid = writing(store.engine, lambda conn: latest_open(conn, "manual"))
+            own = settings_node()
+            sid = writing(store.engine, lambda conn: latest_open(conn, "manual", adopted_by=own))
             if sid is None:
                 fail("no open manual session")
         verdict = writing(store.engine, lambda conn: close_session(conn, sid, time.time()))

@@ -34,11 +34,14 @@ def answer_of(
         new = NewSession(time.time(), "manual", label=request.label, strict=request.strict,
                          tools=request.tools, node=request.node or node)  # fmt: skip
         return lambda conn: {"ok": True, "session": open_session(conn, new)}
-    return lambda conn: _stop(conn, request)
+    return lambda conn: _stop(conn, request, node)
 
 
-def _stop(conn: Connection, request: StopSession) -> dict[str, Any]:
-    sid = request.session if request.session is not None else latest_open(conn, "manual")
+def _stop(conn: Connection, request: StopSession, node: str | None) -> dict[str, Any]:
+    """Without an id: the newest open manual session this agent watches (not another node's)."""
+    sid = request.session
+    if sid is None:
+        sid = latest_open(conn, "manual", adopted_by=node)
     if sid is None:
         return {"ok": True, "session": None, "verdict": None}
     return {"ok": True, "session": sid, "verdict": close_session(conn, sid, time.time())}

@@ -68,6 +68,9 @@ def test_control_channel_sessions_carry_the_agents_node(box_a: NodeAgent) -> Non
     assert box_a.adopted_by("box-a") == {own, via_cli}
     assert box_a.adopted_by("box-b") == {other}
     assert box_a.adopted_by("box-c") == set()
+    # `session stop` without an id stops this agent's newest, not another node's newer one
+    stopped = egresswatch("session", "stop", "--db", box_a.url).stdout
+    assert stopped.strip() == f"session {via_cli}: clean" and box_a.node_of(other) == "box-b"
 
 
 def test_control_channel_refuses_a_bad_node(box_a: NodeAgent) -> None:
@@ -94,6 +97,8 @@ def test_cli_without_an_agent_uses_the_settings_node(box_a: NodeAgent) -> None:
     assert bad.returncode == 2 and "--node" in bad.stderr
     assert box_a.adopted_by("box-a") == set()
     assert box_a.adopted_by("box-settings") == {plain}
+    stopped = egresswatch("session", "stop", "--db", box_a.url).stdout
+    assert stopped.strip() == f"session {plain}: clean" and box_a.node_of(named) == "box-b"
 
 
 def test_dashboard_sessions_carry_the_asked_or_the_local_node(box_a: NodeAgent) -> None:
