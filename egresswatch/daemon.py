@@ -246,6 +246,6 @@ def build_service(
     service = Service(
         capture, agent, recorder, retention, store, fanout, alerts, delivery, feed, transfers
     )
-    service.control = for_agent(store.url, writer, store.engine)
+    service.control = for_agent(store.url, writer, store.engine, node=node)
     service.heartbeat = Heartbeat(store, service.counters, capture.queue.qsize, stop, node=node)
     return service

@@ -14,8 +14,9 @@ from typing import TypeVar
 
 from sqlalchemy import Engine
 
+from egresswatch.config import load_settings
 from egresswatch.control.client import ControlClient, ControlUnavailable
-from egresswatch.errors import StoreError
+from egresswatch.errors import ConfigError, StoreError
 from egresswatch.store.alerts import acknowledge
 from egresswatch.store.sessions import NewSession, close_session, open_session, writing
 
@@ -31,6 +32,7 @@ class Commands:
     engine: Engine | None
     why: str = ""
     control: ControlClient | None = None
+    node: str | None = None  # a direct write's default node; None: the settings' [agent] node
 
     def _writable(self) -> Engine:
         if self.engine is None:
@@ -50,12 +52,28 @@ class Commands:
             lambda agent: agent.acknowledge(list(ids)), lambda engine: acknowledge(engine, ids)
         )
 
-    def start_session(self, label: str | None, strict: bool, tools: Sequence[str]) -> int:
+    def start_session(
+        self, label: str | None, strict: bool, tools: Sequence[str], node: str | None = None
+    ) -> int:
+        """A manual session for `node`; when None, the running agent's node (control channel)
+        or, written directly, this host's settings' `[agent] node`."""
+
         def direct(engine: Engine) -> int:
-            new = NewSession(time.time(), "manual", label=label, strict=strict, tools=tuple(tools))
+            new = NewSession(time.time(), "manual", label=label, strict=strict,
+                             tools=tuple(tools), node=node or self._own_node())  # fmt: skip
             return writing(engine, lambda conn: open_session(conn, new))
 
-        return self._either(lambda agent: agent.start_session(label, strict, tuple(tools)), direct)
+        return self._either(
+            lambda agent: agent.start_session(label, strict, tuple(tools), node), direct
+        )
+
+    def _own_node(self) -> str:
+        if self.node is None:
+            try:
+                self.node = load_settings().agent.node
+            except ConfigError as exc:
+                raise StoreError(f"cannot tell this host's node: {exc}") from exc
+        return self.node
 
     def stop_session(self, session_id: int) -> str | None:
         """The verdict, or None when the session is not open."""

@@ -6,7 +6,9 @@ plain JSON text; the dashboard renders it with textContent only.
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from egresswatch.config import check_node
 
 Kind = Literal["dns", "tls", "quic", "flow"]
 
@@ -302,6 +304,17 @@ class SessionStartIn(BaseModel):
     label: str | None = Field(default=None, max_length=200)
     strict: bool = Field(default=False, description="every process is in scope, not only tools")
     tools: list[str] = Field(default_factory=list, max_length=32)
+    node: str | None = Field(
+        default=None,
+        max_length=253,
+        description="the agent whose egress the session watches ([agent] node); default: the "
+        "agent this dashboard's host runs, else this host's settings' node",
+    )
+
+    @field_validator("node")
+    @classmethod
+    def _valid_node(cls, value: str | None) -> str | None:
+        return None if value is None else check_node(value)
 
 
 class ReportSignatureOut(BaseModel):

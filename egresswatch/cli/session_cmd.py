@@ -90,23 +90,60 @@ def session_start(
         typer.Option("--tool", help="Only this LLM tool is in scope (repeatable)."),
     ] = None,
     db: DbOption = None,
+    node: Annotated[
+        str | None,
+        typer.Option(
+            "--node",
+            help="The agent whose egress the session watches (default: the running agent's "
+            "node, else the settings' [agent] node).",
+        ),
+    ] = None,
 ) -> None:
     """Open a manual session now and print its id; `egresswatch run` picks it up within 1 s."""
     from egresswatch.store.sessions import NewSession, open_session, writing
 
-    sid = by_agent(db, lambda agent: agent.start_session(label, strict, tuple(tool or ())))
+    tools = tuple(tool or ())
+    node = _checked_node(node)
+    sid = by_agent(db, lambda agent: agent.start_session(label, strict, tools, node))
     if sid is not None:
         typer.echo(str(sid))
         return
-    new = NewSession(time.time(), "manual", label=label, strict=strict, tools=tuple(tool or ()))
+    node = node if node is not None else settings_node()
+    new = NewSession(time.time(), "manual", label=label, strict=strict, tools=tools, node=node)
     with opened_store(db) as store:
         sid = writing(store.engine, lambda conn: open_session(conn, new))
     typer.echo(str(sid))
 
 
+def _checked_node(node: str | None) -> str | None:
+    from egresswatch.config import check_node
+
+    if node is None:
+        return None
+    try:
+        return check_node(node)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--node") from None
+
+
+def settings_node() -> str:
+    """The settings' `[agent] node` (config file, EGRESSWATCH_NODE, else the hostname)."""
+    from egresswatch.config import load_settings
+    from egresswatch.errors import ConfigError
+
+    try:
+        return load_settings().agent.node
+    except ConfigError as exc:
+        fail(str(exc))
+
+
 def session_stop(
     session_id: Annotated[
-        int | None, typer.Argument(metavar="[ID]", help="Default: the newest open manual session.")
+        int | None,
+        typer.Argument(
+            metavar="[ID]",
+            help="Default: the newest open manual session of this node (or without a node).",
+        ),
     ] = None,
     db: DbOption = None,
 ) -> None:
@@ -120,7 +157,8 @@ def session_stop(
     with opened_store(db) as store:
         sid = session_id
         if sid is None:
-            sid = writing(store.engine, lambda conn: latest_open(conn, "manual"))
+            own = settings_node()
+            sid = writing(store.engine, lambda conn: latest_open(conn, "manual", adopted_by=own))
             if sid is None:
                 fail("no open manual session")
         verdict = writing(store.engine, lambda conn: close_session(conn, sid, time.time()))

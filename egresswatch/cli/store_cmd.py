@@ -42,6 +42,9 @@ def register(app: typer.Typer) -> None:
     db = typer.Typer(help="Manage the event store.", no_args_is_help=True)
     db.command("upgrade")(db_upgrade)
     db.command("stats")(db_stats)
+    from egresswatch.cli.retention_cmd import db_retention
+
+    db.command("retention")(db_retention)
     app.add_typer(db, name="db")
     app.command("export")(export)
 

@@ -71,8 +71,11 @@ class ControlClient:
     def acknowledge(self, ids: list[int]) -> list[int]:
         return [int(i) for i in self.ask(Ack(tuple(ids)))["acknowledged"]]
 
-    def start_session(self, label: str | None, strict: bool, tools: tuple[str, ...]) -> int:
-        return int(self.ask(StartSession(label, strict, tools))["session"])
+    def start_session(
+        self, label: str | None, strict: bool, tools: tuple[str, ...], node: str | None = None
+    ) -> int:
+        """A manual session's id; it carries `node`, or the agent's own node when None."""
+        return int(self.ask(StartSession(label, strict, tools, node))["session"])
 
     def stop_session(self, session_id: int | None) -> tuple[int | None, str | None]:
         """(session id, verdict); verdict None when it is not open, id None when none is."""

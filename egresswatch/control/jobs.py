@@ -23,19 +23,25 @@ from egresswatch.store.sessions import NewSession, close_session, latest_open, o
 from egresswatch.store.writer import EventWriter
 
 
-def answer_of(request: WriteRequest) -> Callable[[Connection], dict[str, Any]]:
-    """The writer job for `request`; it returns the answer to send."""
+def answer_of(
+    request: WriteRequest, node: str | None = None
+) -> Callable[[Connection], dict[str, Any]]:
+    """The writer job for `request`; it returns the answer to send. A manual session carries
+    the node the request names, else `node` (the agent's own)."""
     if isinstance(request, Ack):
         return lambda conn: {"ok": True, "acknowledged": acknowledge_in(conn, request.ids)}
     if isinstance(request, StartSession):
         new = NewSession(time.time(), "manual", label=request.label, strict=request.strict,
-                         tools=request.tools)  # fmt: skip
+                         tools=request.tools, node=request.node or node)  # fmt: skip
         return lambda conn: {"ok": True, "session": open_session(conn, new)}
-    return lambda conn: _stop(conn, request)
+    return lambda conn: _stop(conn, request, node)
 
 
-def _stop(conn: Connection, request: StopSession) -> dict[str, Any]:
-    sid = request.session if request.session is not None else latest_open(conn, "manual")
+def _stop(conn: Connection, request: StopSession, node: str | None) -> dict[str, Any]:
+    """Without an id: the newest open manual session this agent watches (not another node's)."""
+    sid = request.session
+    if sid is None:
+        sid = latest_open(conn, "manual", adopted_by=node)
     if sid is None:
         return {"ok": True, "session": None, "verdict": None}
     return {"ok": True, "session": sid, "verdict": close_session(conn, sid, time.time())}

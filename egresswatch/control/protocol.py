@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from egresswatch.config import check_node
 from egresswatch.errors import StoreError
 
 MAX_LINE = 16 * 1024  # bytes, newline included, each way
@@ -51,6 +52,7 @@ class StartSession:
     label: str | None
     strict: bool
     tools: tuple[str, ...]
+    node: str | None = None  # None: the agent's own `[agent] node`
 
 
 @dataclass(frozen=True)
@@ -123,8 +125,11 @@ def request_message(request: Request) -> dict[str, Any]:
     if isinstance(request, Ack):
         return {"cmd": "ack", "ids": list(request.ids)}
     if isinstance(request, StartSession):
-        return {"cmd": "session_start", "label": request.label, "strict": request.strict,
-                "tools": list(request.tools)}  # fmt: skip
+        message = {"cmd": "session_start", "label": request.label, "strict": request.strict,
+                   "tools": list(request.tools)}  # fmt: skip
+        if request.node is not None:
+            message["node"] = request.node
+        return message
     if isinstance(request, SignReport):
         return {"cmd": "report.sign", "session": request.session, "format": request.format}
     return {"cmd": "session_stop", "session": request.session}
@@ -153,7 +158,16 @@ def _start(message: dict[str, Any]) -> StartSession:
         raise BadRequest("bad_request", f"tools: a list of at most {MAX_TOOLS} names")
     if not all(isinstance(t, str) and 0 < len(t) <= MAX_LABEL for t in tools):
         raise BadRequest("bad_request", "tools: non-empty names")
-    return StartSession(label, strict, tuple(tools))
+    return StartSession(label, strict, tuple(tools), _node(message.get("node")))
+
+
+def _node(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        return check_node(value) if isinstance(value, str) else check_node("")
+    except ValueError as exc:
+        raise BadRequest("bad_request", f"node: {exc}") from None
 
 
 def _sign(message: dict[str, Any]) -> SignReport:

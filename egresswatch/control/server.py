@@ -79,12 +79,14 @@ class ControlServer(threading.Thread):
         *,
         reader: Engine | None = None,
         pinned_uid: int | None = None,
+        node: str | None = None,
     ) -> None:
         super().__init__(name="egresswatch-control", daemon=True)
         self.path, self.writer, self.reader = path, writer, reader
         self.allowed_uids = frozenset(allowed_uids)
         self.group = group
         self.pinned_uid = pinned_uid
+        self.node = node  # the agent's `[agent] node`: what its manual sessions carry
         self._web: subprocess.Popen[bytes] | None = None
         self.timeout = TIMEOUT  # for reading a request and for the writer to take it
         self._counters = Counters()
@@ -185,7 +187,7 @@ class ControlServer(threading.Thread):
             if isinstance(request, SignReport):
                 answer = sign_answer(self.reader, request)
             else:
-                job = WriterJob(answer_of(request))
+                job = WriterJob(answer_of(request, self.node))
                 job.post(self.writer)
                 answer = job.wait(self.timeout)
         except BadRequest as exc:
@@ -228,7 +230,9 @@ class ControlServer(threading.Thread):
             self.path.unlink()
 
 
-def for_agent(db_url: str, writer: EventWriter, reader: Engine | None = None) -> ControlServer:
+def for_agent(
+    db_url: str, writer: EventWriter, reader: Engine | None = None, node: str | None = None
+) -> ControlServer:
     """The control server of an agent writing the store at `db_url`: its own uid and root may
     ask, and as root also the dashboard's user (webproc), whose group owns the socket: a
     dedicated user by uid, a shared one (`nobody`) only from the pid given to `pin_web`.
@@ -242,4 +246,6 @@ def for_agent(db_url: str, writer: EventWriter, reader: Engine | None = None) ->
                 pinned = user.pw_uid
             else:
                 uids.add(user.pw_uid)
-    return ControlServer(socket_path(db_url), writer, uids, group, reader=reader, pinned_uid=pinned)
+    return ControlServer(
+        socket_path(db_url), writer, uids, group, reader=reader, pinned_uid=pinned, node=node
+    )

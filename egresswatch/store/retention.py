@@ -50,15 +50,17 @@ SIZE_PASSES = 8
 @dataclass(frozen=True, slots=True)
 class RetentionResult:
     events_deleted: int
-    side_rows_deleted: int
+    side_rows_deleted: int  # hosts, addresses, processes, labels... no event refers to any more
     size_before: int | None
     size_after: int | None
+    blocks_deleted: int = 0
+    batches_deleted: int = 0
 
 
-def _forget_batches(engine: Engine, before: float) -> None:
+def _forget_batches(engine: Engine, before: float) -> int:
     """Batch ids only guard a re-drain after a crash; those as old as the events can go."""
     with engine.begin() as conn:
-        conn.execute(delete(IngestBatch).where(IngestBatch.written_at < before))
+        return _rowcount(conn, delete(IngestBatch).where(IngestBatch.written_at < before))
 
 
 def apply_retention(
@@ -67,64 +69,129 @@ def apply_retention(
     max_age_days: float | None = None,
     max_bytes: int | None = None,
     now: float | None = None,
+    side_rows: bool = True,
 ) -> RetentionResult:
-    """Apply both limits (either may be None); safe to run while the writer is writing."""
+    """Apply both limits (either may be None); safe to run while the writer is writing.
+
+    `side_rows=False` trims only events and what belongs to them (DNS answers, session
+    evidence, blocks, batch ids, the rollup): side rows stay, since on a shared store a running
+    agent may have just interned (and cached) one that no event refers to yet.
+    """
     now = time.time() if now is None else now
     with engine.connect() as conn:
         before = database_size(conn)
-    deleted = side = 0
+    deleted = side = blocks = batches = 0
     if max_age_days is not None:
-        deleted += _delete_before(engine, now - max_age_days * DAY)
-        _forget_batches(engine, now - max_age_days * DAY)
-        side += _delete_orphans(engine) if deleted else 0
+        deleted, blocks = _delete_before(engine, now - max_age_days * DAY)
+        batches = _forget_batches(engine, now - max_age_days * DAY)
+        side += _delete_orphans(engine) if deleted and side_rows else 0
     if max_bytes is not None and before is not None:
         # SQLite measures pages in use, so repeat until under budget (partly filled pages
         # and the fixed schema make one estimate fall short); elsewhere one estimate.
         for _ in range(SIZE_PASSES if engine.dialect.name == "sqlite" else 1):
-            trimmed = _trim_to_size(engine, max_bytes)
+            trimmed, gone = _trim_to_size(engine, max_bytes)
             if not trimmed:
                 break
-            deleted += trimmed
-            side += _delete_orphans(engine)
+            deleted, blocks = deleted + trimmed, blocks + gone
+            side += _delete_orphans(engine) if side_rows else 0
+    if deleted and not side_rows:
+        _delete_stale_pairs(engine)
     if deleted:
         _release_space(engine)
     with engine.connect() as conn:
         after = database_size(conn)
-    return RetentionResult(deleted, side, before, after)
+    return RetentionResult(deleted, side, before, after, blocks, batches)
 
 
-def _delete_before(engine: Engine, cutoff: float) -> int:
-    """Delete events with ts < cutoff in chunks, so the writer is never locked out for long."""
-    total = 0
+def _delete_stale_pairs(engine: Engine) -> None:
+    """Destination/block pairs of deleted blocks (the orphan sweep does this otherwise): a
+    writer adds a block and its pairs in one transaction, so none of its own can go."""
+    with engine.begin() as conn:
+        conn.execute(delete(DestinationBlock).where(DestinationBlock.block.not_in(_blocks())))
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPlan:
+    """What `apply_retention` with the same limits would delete now (a dry run)."""
+
+    events: int
+    blocks: int
+    batches: int
+    cutoff: float | None  # events older than this go
+    size: int | None
+
+
+def plan_retention(
+    engine: Engine,
+    *,
+    max_age_days: float | None = None,
+    max_bytes: int | None = None,
+    now: float | None = None,
+) -> RetentionPlan:
+    """Count, without deleting, the events, blocks and batch ids the limits would remove (the
+    size limit by the same one-pass estimate PostgreSQL's run uses)."""
+    now = time.time() if now is None else now
+    cutoffs = [] if max_age_days is None else [now - max_age_days * DAY]
+    with engine.connect() as conn:
+        size = database_size(conn)
+        if max_bytes is not None:
+            by_size = _size_cutoff(conn, max_bytes)
+            cutoffs += [] if by_size is None else [by_size]
+        if not cutoffs:
+            return RetentionPlan(0, 0, 0, None, size)
+        cutoff = max(cutoffs)
+        count = select(func.count()).select_from(EventRow).where(EventRow.ts < cutoff)
+        blocks = select(func.count()).select_from(EventBlock).where(EventBlock.last_ts < cutoff)
+        batches = 0
+        if max_age_days is not None:
+            old = IngestBatch.written_at < now - max_age_days * DAY
+            counted = select(func.count()).select_from(IngestBatch).where(old)
+            batches = int(conn.execute(counted).scalar_one())
+        return RetentionPlan(
+            int(conn.execute(count).scalar_one()),
+            int(conn.execute(blocks).scalar_one()),
+            batches,
+            cutoff,
+            size,
+        )
+
+
+def _delete_before(engine: Engine, cutoff: float) -> tuple[int, int]:
+    """Delete events with ts < cutoff in chunks, so the writer is never locked out for long;
+    (events, blocks) deleted."""
+    total = blocks = 0
     while True:
         with engine.begin() as conn:
             bounds = id_bounds(conn, None, cutoff)
             if bounds is None:
-                return total
+                return total, blocks
             doomed = select(*_ROLLED).where(in_ids(bounds), EventRow.ts < cutoff)
             n = _delete_events(conn, [r._mapping for r in conn.execute(doomed.limit(CHUNK))])
             if n < CHUNK:
                 # Every event of these blocks is gone; blocks that keep some stay (a bound).
-                conn.execute(delete(EventBlock).where(EventBlock.last_ts < cutoff))
+                blocks += _rowcount(conn, delete(EventBlock).where(EventBlock.last_ts < cutoff))
         total += n
         if n < CHUNK:
-            return total
+            return total, blocks
 
 
-def _trim_to_size(engine: Engine, max_bytes: int) -> int:
-    with engine.connect() as conn:
-        size = database_size(conn) or 0
-        count = conn.execute(select(func.count()).select_from(EventRow)).scalar_one()
+def _size_cutoff(conn: Connection, max_bytes: int) -> float | None:
+    """The ts before which events go to bring the store under `max_bytes`; None: none need."""
+    size = database_size(conn) or 0
+    count = conn.execute(select(func.count()).select_from(EventRow)).scalar_one()
     if size <= max_bytes or count == 0:
-        return 0
+        return None
     # Estimate from the current bytes per event: freed pages are reused, not returned, so
     # re-measuring after each delete would not show progress on every backend.
     keep = int(count * max_bytes * SIZE_HEADROOM / size)
+    cutoff = nth_newest_ts(conn, select(EventRow.ts), keep + 1)
+    return None if cutoff is None else cutoff + 1e-6
+
+
+def _trim_to_size(engine: Engine, max_bytes: int) -> tuple[int, int]:
     with engine.connect() as conn:
-        cutoff = nth_newest_ts(conn, select(EventRow.ts), keep + 1)
-    if cutoff is None:
-        return 0
-    return _delete_before(engine, cutoff + 1e-6)
+        cutoff = _size_cutoff(conn, max_bytes)
+    return (0, 0) if cutoff is None else _delete_before(engine, cutoff)
 
 
 # What deleting an event needs: its id, and what the per-minute rollup counted it under.

@@ -103,14 +103,21 @@ def close_session(conn: Connection, session_id: int, end: float) -> str | None:
 
 
 def latest_open(
-    conn: Connection, trigger: str | None = None, node: str | None = None
+    conn: Connection,
+    trigger: str | None = None,
+    node: str | None = None,
+    *,
+    adopted_by: str | None = None,
 ) -> int | None:
-    """The newest open session's id (of `trigger` and opened by `node` when given)."""
+    """The newest open session's id (of `trigger`, opened by `node`, and one `adopted_by`'s
+    tracker adopts — its own or a node-less one — when given)."""
     query = select(func.max(SessionRow.id)).where(SessionRow.ended.is_(None))
     if trigger is not None:
         query = query.where(SessionRow.trigger == trigger)
     if node is not None:
         query = query.where(SessionRow.node == node)
+    if adopted_by is not None:
+        query = query.where((SessionRow.node == adopted_by) | SessionRow.node.is_(None))
     found = conn.execute(query).scalar()
     return None if found is None else int(found)
 

@@ -48,7 +48,7 @@ def list_sessions_route(
 def start_session(web: Components, body: SessionStartIn | None = None) -> SessionOut:
     """Open a manual session now (`egresswatch run` picks it up within a second)."""
     body = body or SessionStartIn()
-    sid = web.commands.start_session(body.label, body.strict, body.tools)
+    sid = web.commands.start_session(body.label, body.strict, body.tools, body.node)
     return _session(web, sid)
 
 
