@@ -6,48 +6,35 @@ what an earlier run left in the spool, prints "done", and exits.
 """
 
 import sys
-import time
-from dataclasses import replace
 from pathlib import Path
 
-from egresswatch.model import Event
 from egresswatch.store import open_store
 from egresswatch.store.engine import resolve_url
 from egresswatch.store.shared import open_agent_store
 from egresswatch.store.spool import Spool
-from tests.store.factory import mixed
-
-
-def with_ts(event: Event, ts: float) -> Event:
-    return replace(event, observation=replace(event.observation, ts=ts))
+from tests.store.writer_child import feed
 
 
 def main(db: str, spool_path: str, rate: int) -> None:
     url = resolve_url(db)
     store = open_store(url) if url.startswith("sqlite") else open_agent_store(url)
     writer = store.writer(spool=Spool(Path(spool_path)))
-    template = mixed(64)
-    submitted = 0
-    started = next_report = time.monotonic()
-    while True:
-        due = int((time.monotonic() - started) * rate)
-        while submitted < due and writer.submit(with_ts(template[submitted % 64], submitted)):
-            submitted += 1
-        now = time.monotonic()
-        if now >= next_report:
-            c = writer.counters()
-            print(
-                f"submitted {submitted} written {c.get('store.written', 0)} "
-                f"spooled {c.get('spool.spooled', 0)} drained {c.get('spool.drained', 0)} "
-                f"batches {c.get('spool.batches', 0)}",
-                flush=True,
-            )
-            next_report = now + 0.02
-            if rate == 0 and c.get("spool.batches", 0) == 0:
-                store.close()
-                print("done", flush=True)
-                return
-        time.sleep(0.002)
+
+    def report(submitted: int) -> bool:
+        c = writer.counters()
+        print(
+            f"submitted {submitted} written {c.get('store.written', 0)} "
+            f"spooled {c.get('spool.spooled', 0)} drained {c.get('spool.drained', 0)} "
+            f"batches {c.get('spool.batches', 0)}",
+            flush=True,
+        )
+        if rate == 0 and c.get("spool.batches", 0) == 0:
+            store.close()
+            print("done", flush=True)
+            return True
+        return False
+
+    feed(writer, rate, report, 0.02)
 
 
 if __name__ == "__main__":
