@@ -3,6 +3,7 @@ consumer (store writer, live feed...) for both `egresswatch run` and `egresswatc
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from egresswatch.classify.catalog import Catalog
 from egresswatch.classify.verdict import classified_event
@@ -17,16 +18,22 @@ def destination_name(event: Event) -> str | None:
     return event.host or (dns.qname if dns is not None else None)
 
 
-def classify_event(catalog: Catalog, event: Event) -> Event:
-    """The event with its destination's verdict (category, how it was decided, confidence) and
-    its CNAME chain: a DNS response's own, else the one its name came from (flows, hellos)."""
+def classify_event(catalog: Catalog, event: Event, node: str | None = None) -> Event:
+    """The event with its destination's verdict (category, how it was decided, confidence),
+    its CNAME chain (a DNS response's own, else the one its name came from: flows, hellos) and,
+    when given, the agent's node."""
     dns = event.observation.dns
     chain = event.cname_chain
     if dns is not None and dns.is_response:
         own = cname_chain(dns)
         chain = own if len(own) > 1 else ()
+    changes: dict[str, Any] = {}
     if chain != event.cname_chain:
-        event = dataclasses.replace(event, cname_chain=chain)
+        changes["cname_chain"] = chain
+    if node is not None and node != event.node:
+        changes["node"] = node
+    if changes:  # one copy of the event for both, not one each
+        event = dataclasses.replace(event, **changes)
     return classified_event(catalog, event, cname_chain=chain, name=destination_name(event))
 
 
@@ -48,9 +55,7 @@ class FanOut:
         self.counters = Counters()
 
     def __call__(self, event: Event) -> None:
-        classified = classify_event(self.catalog, event)
-        if self.node is not None:
-            classified = dataclasses.replace(classified, node=self.node)
+        classified = classify_event(self.catalog, event, self.node)
         self.counters.add(f"recorder.category.{classified.category}")
         for consumer in self.consumers:
             consumer(classified)
